@@ -1,0 +1,211 @@
+"""The `monitor` command line.
+
+Exit codes: 0 success; 1 some inputs failed (the rest were processed); 2 bad invocation or unusable
+input (arguments, config, checkpoint); 3 a network resource (the model hub) is unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+
+
+def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
+    print(f"monitor: error: {message}", file=sys.stderr)
+    return code
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+    from .model import PRECISIONS
+
+    parser.add_argument("--model", required=model_required, metavar="PATH",
+                        help="checkpoint: a native .safetensors from `monitor model convert/pull`, the published "
+                             "Lightning model.ckpt, or GenD's model.safetensors (config.json beside it)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="default: bf16-autocast on CUDA (the authors' mode), fp32 on CPU")
+    parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the first GPU, else cpu)")
+    parser.add_argument("--batch-size", type=int, default=16, metavar="N", help="crops per forward pass (default 16)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monitor",
+        description="Live deepfake monitor: scores faces in video with the CLIP ViT-L/14 deepfake detector "
+                    "(Yermakov et al., 2025).",
+        epilog="Exit codes: 0 ok, 1 some inputs failed, 2 bad invocation or input, 3 model hub unreachable.")
+    from . import __version__
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    model = commands.add_parser("model", help="install, convert and inspect detector checkpoints",
+                                description="Install, convert and inspect detector checkpoints.")
+    model_commands = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    convert = model_commands.add_parser(
+        "convert", help="convert a published checkpoint to the native format",
+        description="Convert a published checkpoint (Lightning model.ckpt or GenD model.safetensors) to the native "
+                    "safetensors format in open_clip naming, recording its source sha256, format, architecture "
+                    "and face template.")
+    convert.add_argument("src", metavar="SRC", help="the published checkpoint (or a native one)")
+    convert.add_argument("dst", metavar="DST", help="the .safetensors file to write")
+    info = model_commands.add_parser("info", help="print a checkpoint's metadata",
+                                     description="Print what a checkpoint is: model id, source, architecture, "
+                                                 "face template. Reads any supported format.")
+    info.add_argument("path", metavar="PATH")
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    from .model.hub import DEFAULT_REPO, PUBLISHED
+    pull = model_commands.add_parser(
+        "pull", help="download a published checkpoint and convert it",
+        description="Download a published checkpoint from the Hugging Face hub (through its cache) and convert "
+                    "it to DEST/<name>.safetensors. Without network access it fails within seconds and says how "
+                    "to copy the file in by hand.")
+    pull.add_argument("--repo", choices=sorted(PUBLISHED), default=DEFAULT_REPO, help=f"default {DEFAULT_REPO}")
+    pull.add_argument("--dest", type=Path, default=None,
+                      help="folder for the converted file (default $MONITOR_MODELS_DIR or "
+                           "~/.local/share/deepfake-monitor/models)")
+    pull.add_argument("--revision", default=None, help="a branch, tag or commit of the repository")
+
+    score_images = commands.add_parser(
+        "score-images", help="score already-aligned face crops",
+        description="Score already-aligned face crops (256x256 like the training data). Prints one JSON object "
+                    "per line, {\"path\": ..., \"p_fake\": ...}, in input order. Unreadable images are reported "
+                    "on stderr and make the exit code 1, after the readable ones are scored.")
+    _add_model_options(score_images)
+    score_images.add_argument("images", nargs="+", metavar="IMAGE")
+
+    demo = commands.add_parser(
+        "demo", help="score the built-in demo crops (no network needed)",
+        description="Score built-in demo face crops made from a public-domain photo. Uses the checkpoint given "
+                    "by --model, else a pulled one, else an UNTRAINED model of the real architecture (scores "
+                    "then mean nothing, and every output says so).")
+    _add_model_options(demo, model_required=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"model": _model, "score-images": _score_images, "demo": _demo}[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+# --- model ---------------------------------------------------------------------------------------------
+
+def _model(args) -> int:
+    from .model.errors import CheckpointError
+    from .model.hub import HubUnavailable, pull
+
+    try:
+        if args.model_command == "pull":
+            print(f"installed {pull(args.repo, args.dest, args.revision)}")
+            return EXIT_OK
+        from .model import read_checkpoint, write_native
+
+        if args.model_command == "convert":
+            checkpoint = read_checkpoint(args.src)
+            dst = write_native(checkpoint, args.dst)
+            print(f"wrote {dst} ({checkpoint.architecture.describe()}, face template "
+                  f"{checkpoint.face_template}, from {checkpoint.source_format} sha256 {checkpoint.source_sha256[:12]}…)")
+        elif args.model_command == "info":
+            metadata = read_checkpoint(args.path).metadata()
+            if args.json:
+                metadata["architecture"] = json.loads(metadata["architecture"])
+                print(json.dumps(metadata, indent=2))
+            else:
+                width = max(map(len, metadata))
+                for key, value in metadata.items():
+                    print(f"{key:<{width}}  {value}")
+    except CheckpointError as e:
+        return _fail(str(e))
+    except HubUnavailable as e:
+        return _fail(str(e), EXIT_UNAVAILABLE)
+    except OSError as e:
+        return _fail(f"{e.filename or ''}: {e.strerror or e}")
+    return EXIT_OK
+
+
+# --- scoring crops -------------------------------------------------------------------------------------
+
+def _load_detector(args, allow_untrained: bool = False):
+    from .model import Detector
+    from .model.hub import PUBLISHED, default_models_dir, native_name
+
+    if args.model is None and allow_untrained:
+        pulled = [default_models_dir() / native_name(repo) for repo in PUBLISHED]
+        found = next((p for p in pulled if p.is_file()), None)
+        if found is None:
+            print("monitor: WARNING: no checkpoint given or pulled (`monitor model pull`): using an UNTRAINED "
+                  "model of the real architecture; its scores MEAN NOTHING.", file=sys.stderr)
+            return Detector.untrained(device=args.device, precision=args.precision)
+        args.model = str(found)
+    return Detector.load(args.model, device=args.device, precision=args.precision)
+
+
+def _score_paths(detector, paths: list[str], batch_size: int) -> int:
+    """Score readable images in input order; report unreadable ones on stderr. Returns the failure count."""
+    from PIL import Image, UnidentifiedImageError
+
+    from .progress import progress
+
+    if batch_size < 1:
+        raise ValueError("--batch-size must be at least 1")
+    failures = 0
+    pending: list[tuple[str, Image.Image]] = []
+
+    def flush() -> None:
+        scores = detector.score_images([image for _, image in pending], batch_size=batch_size)
+        for (path, _), score in zip(pending, scores):
+            record = {"path": path, "p_fake": round(float(score), 6)}
+            if detector.info.untrained:
+                record["untrained_model"] = True
+            print(json.dumps(record), flush=True)
+        pending.clear()
+
+    for path in progress(paths, desc="scoring", unit="crop"):
+        try:
+            with Image.open(path) as image:
+                pending.append((path, image.convert("RGB")))
+        except (OSError, UnidentifiedImageError, ValueError) as e:
+            # Keep stdout in input order: score what is pending before reporting the failure.
+            flush()
+            failures += 1
+            reason = "not an image PIL can identify" if isinstance(e, UnidentifiedImageError) else (e.strerror or str(e))
+            print(f"monitor: error: {path}: cannot read image: {reason}", file=sys.stderr)
+            continue
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return failures
+
+
+def _score_images(args, allow_untrained: bool = False, paths: list[str] | None = None) -> int:
+    from .model.errors import CheckpointError
+
+    try:
+        detector = _load_detector(args, allow_untrained=allow_untrained)
+        failures = _score_paths(detector, paths or args.images, args.batch_size)
+    except (CheckpointError, ValueError) as e:
+        return _fail(str(e))
+    if failures:
+        print(f"monitor: {failures} of {len(paths or args.images)} images could not be read", file=sys.stderr)
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from .demo import demo_crops
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepfake-monitor" / "demo"
+    paths = [str(p) for p in demo_crops(cache)]
+    print(f"monitor: scoring {len(paths)} demo crops from {cache}", file=sys.stderr)
+    return _score_images(args, allow_untrained=True, paths=paths)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

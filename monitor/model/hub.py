@@ -1,0 +1,84 @@
+"""`monitor model pull`: download a published checkpoint from the Hugging Face hub, then convert it."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+from huggingface_hub import constants, hf_hub_download
+
+
+# repo -> (checkpoint file, files that must sit beside it)
+PUBLISHED = {
+    "yermandy/deepfake-detection": ("model.ckpt", ()),
+    "yermandy/GenD_CLIP_L_14": ("model.safetensors", ("config.json",)),
+}
+DEFAULT_REPO = "yermandy/deepfake-detection"
+PROBE_SECONDS = 4.0
+
+
+class HubUnavailable(Exception):
+    """The hub cannot be reached; the message says how to bring the file in by hand."""
+
+
+def default_models_dir() -> Path:
+    base = os.environ.get("MONITOR_MODELS_DIR") or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "deepfake-monitor/models"
+    return Path(base)
+
+
+def native_name(repo: str) -> str:
+    return repo.split("/")[-1] + ".safetensors"
+
+
+def manual_instructions(repo: str, dest: Path) -> str:
+    filename, extras = PUBLISHED[repo]
+    files = " and ".join(f"{constants.ENDPOINT}/{repo}/resolve/main/{f}" for f in (filename, *extras))
+    return (f"To install it by hand: on a machine with internet access download {files}; copy "
+            f"{' and '.join((filename, *extras))} into one folder here, then run:\n"
+            f"  monitor model convert FOLDER/{filename} {dest / native_name(repo)}")
+
+
+def _probe(endpoint: str) -> None:
+    url = urlparse(endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+
+
+def check_reachable(endpoint: str = constants.ENDPOINT) -> None:
+    """Fail in seconds, not after the hub client's retries: DNS and TCP are probed under one bound."""
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(_probe, endpoint).result(timeout=PROBE_SECONDS + 1)
+    except concurrent.futures.TimeoutError:
+        raise HubUnavailable(f"{endpoint} did not answer within {PROBE_SECONDS + 1:.0f} s") from None
+    except OSError as e:
+        raise HubUnavailable(f"cannot reach {endpoint} ({e.__class__.__name__}: {e})") from None
+    finally:
+        pool.shutdown(wait=False)
+
+
+def pull(repo: str = DEFAULT_REPO, dest: Path | None = None, revision: str | None = None) -> Path:
+    """Download `repo`'s checkpoint (through the hub cache), convert it to the native format in `dest`."""
+    if repo not in PUBLISHED:
+        raise ValueError(f"unknown repository {repo!r}; known: {', '.join(PUBLISHED)}")
+    dest = Path(dest) if dest else default_models_dir()
+    filename, extras = PUBLISHED[repo]
+    try:
+        if not constants.HF_HUB_OFFLINE:
+            check_reachable()
+        # Extras first: GenD's loader reads config.json from beside the checkpoint in the cache snapshot.
+        for extra in extras:
+            hf_hub_download(repo, extra, revision=revision)
+        local = hf_hub_download(repo, filename, revision=revision)
+    except HubUnavailable as e:
+        raise HubUnavailable(f"{e}.\n{manual_instructions(repo, dest)}") from None
+    except Exception as e:  # the hub client's errors: offline mode, HTTP errors, gated repos, timeouts
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise HubUnavailable(f"downloading {repo}/{filename} failed ({type(e).__name__}: {reason}).\n"
+                             f"{manual_instructions(repo, dest)}") from None
+    from .checkpoint import read_checkpoint, write_native  # torch: imported only once there is a file
+
+    return write_native(read_checkpoint(local), dest / native_name(repo))

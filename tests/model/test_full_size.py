@@ -1,0 +1,29 @@
+"""The one full-size test: the real ViT-L/14 shapes load, convert and score (random weights)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors import safe_open
+
+from monitor.model import VIT_L14, Detector, read_checkpoint, write_native
+from reference_models import make_gend_full_size
+
+
+@pytest.mark.full_size
+def test_full_size_vit_l14_loads_converts_and_scores(tmp_path, face_paths):
+    source = tmp_path / "gend" / "model.safetensors"
+    source.parent.mkdir()
+    make_gend_full_size(source)
+    with safe_open(source, "pt") as f:
+        assert len(list(f.keys())) == 394  # the published GenD file's tensor count (MODEL.md)
+    checkpoint = read_checkpoint(source)
+    assert checkpoint.architecture == VIT_L14
+    assert len(checkpoint.state_dict) == 24 * 12 + 9  # open_clip names: 12 per block, 9 outside
+    native = write_native(checkpoint, tmp_path / "GenD_CLIP_L_14.safetensors")
+    images = [Image.open(p) for p in face_paths[:2]]
+    from_source = Detector.from_checkpoint(checkpoint, device="cpu", precision="fp32").score_images(images)
+    del checkpoint
+    from_native = Detector.load(native, device="cpu", precision="fp32").score_images(images)
+    assert from_source.shape == (2,)
+    assert np.isfinite(from_source).all()
+    np.testing.assert_array_equal(from_source, from_native)

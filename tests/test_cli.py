@@ -1,0 +1,121 @@
+"""The `monitor` command line, run as a real subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reference_models import make_gend, make_lightning
+
+MONITOR = [sys.executable, "-m", "monitor.cli"]
+
+
+def run(*args, env=None, timeout=120):
+    return subprocess.run([*MONITOR, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "model.ckpt"
+    make_lightning(path)
+    return path
+
+
+def test_convert_then_info(ckpt, tmp_path):
+    native = tmp_path / "out" / "detector.safetensors"
+    result = run("model", "convert", ckpt, native)
+    assert result.returncode == 0, result.stderr
+    assert native.is_file() and "wrote" in result.stdout
+    info = run("model", "info", native, "--json")
+    assert info.returncode == 0, info.stderr
+    metadata = json.loads(info.stdout)
+    import hashlib
+    assert metadata["source_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert metadata["source_format"] == "lightning"
+    assert metadata["face_template"] == "deepfakebench"
+    assert metadata["architecture"] == {"image_size": 224, "patch_size": 14, "width": 128, "layers": 2,
+                                        "mlp_width": 512, "num_classes": 2}
+    text = run("model", "info", ckpt)
+    assert text.returncode == 0 and "face_template" in text.stdout and "deepfakebench" in text.stdout
+
+
+def test_gend_convert_records_gend_template(tmp_path):
+    make_gend(tmp_path / "model.safetensors")
+    result = run("model", "convert", tmp_path / "model.safetensors", tmp_path / "gend.safetensors")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(run("model", "info", tmp_path / "gend.safetensors", "--json").stdout)["face_template"] == "gend"
+
+
+def test_convert_rejects_bad_input_with_exit_2(tmp_path):
+    (tmp_path / "junk.ckpt").write_bytes(b"PK\x03\x04 not really a zip")
+    result = run("model", "convert", tmp_path / "junk.ckpt", tmp_path / "out.safetensors")
+    assert result.returncode == 2
+    assert "truncated or corrupt" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out.safetensors").exists()
+    assert run("model", "info", tmp_path / "absent").returncode == 2
+
+
+def test_score_images_in_order_with_unreadable_files(ckpt, face_paths, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    missing = tmp_path / "missing.png"
+    inputs = [face_paths[0], bad, face_paths[5], missing, face_paths[9]]
+    result = run("score-images", "--model", ckpt, "--batch-size", "2", *inputs)
+    assert result.returncode == 1
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["path"] for r in lines] == [str(face_paths[0]), str(face_paths[5]), str(face_paths[9])]
+    assert all(0.0 < r["p_fake"] < 1.0 for r in lines)
+    assert f"{bad}: cannot read image: " in result.stderr
+    assert f"{missing}: cannot read image: No such file or directory" in result.stderr
+    assert "2 of 5 images could not be read" in result.stderr
+    # The same crops scored in one call through the library give the same numbers.
+    from PIL import Image
+
+    from monitor.model import Detector
+    expected = Detector.load(ckpt, device="cpu").score_images([Image.open(face_paths[i]) for i in (0, 5, 9)])
+    assert [r["p_fake"] for r in lines] == pytest.approx(expected.tolist(), abs=2e-6)
+
+
+def test_score_images_bad_arguments(ckpt, face_paths):
+    assert run("score-images", "--model", ckpt, "--precision", "int4", face_paths[0]).returncode == 2
+    result = run("score-images", "--model", ckpt, "--batch-size", "0", face_paths[0])
+    assert result.returncode == 2 and "--batch-size must be at least 1" in result.stderr
+    result = run("score-images", "--model", ckpt, "--device", "quantum", face_paths[0])
+    assert result.returncode == 2 and "device" in result.stderr
+
+
+def test_pull_offline_fails_fast_with_manual_instructions(tmp_path):
+    start = time.monotonic()
+    result = run("model", "pull", "--dest", tmp_path, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")})
+    assert result.returncode == 3
+    assert time.monotonic() - start < 30
+    assert "monitor model convert" in result.stderr and "model.ckpt" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_pull_unreachable_hub_fails_within_seconds(tmp_path):
+    # Online mode against an endpoint where nothing listens: the probe fails, the client never retries.
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    result = run("model", "pull", "--repo", "yermandy/GenD_CLIP_L_14", "--dest", tmp_path,
+                 env={"HF_HUB_OFFLINE": "0", "HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_HOME": str(tmp_path / "hf")})
+    elapsed = time.monotonic() - start
+    print(f"pull against a closed port failed after {elapsed:.1f} s")
+    assert result.returncode == 3
+    assert elapsed < 20
+    assert "cannot reach" in result.stderr and "config.json" in result.stderr
+
+
+def test_help_explains_every_command():
+    for args in (["--help"], ["model", "--help"], ["model", "pull", "--help"], ["score-images", "--help"], ["demo", "--help"]):
+        result = run(*args)
+        assert result.returncode == 0 and "usage: monitor" in result.stdout
+    assert run().returncode == 2
