@@ -79,10 +79,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: no such checkpoint file")
     with open(path, "rb") as f:
         head = f.read(9)
-    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
-        return _read_lightning(path)
-    if len(head) == 9 and head[8:9] == b"{":
+    # safetensors: 8-byte little-endian header length, then a JSON header (checked first: the length's
+    # first byte can be anything, including the pickle marker 0x80).
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size:
         return _read_safetensors(path)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":  # torch zip, or legacy pickle (protocol >= 2)
+        return _read_lightning(path)
     raise CheckpointError(f"{path}: not a checkpoint (neither a PyTorch file nor safetensors)")
 
 

@@ -1,0 +1,49 @@
+"""The records that flow between stages. Defined once here; stages import them, never the other way round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    stream_id: str
+    seq: int
+    captured_at: float  # wall-clock seconds (time.time()) when the frame was decoded/received
+    pts: float | None  # presentation time in seconds; the first RTSP frame may have none
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    keyframe: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class FaceCrop:
+    stream_id: str
+    track_id: int
+    frame_seq: int
+    frame_time: float  # the frame's captured_at
+    crop: np.ndarray  # aligned RGB uint8 [256, 256, 3]
+    confidence: float = 1.0  # face detector score
+    interocular_px: float = 0.0  # eye distance in the source frame
+    alignment_residual: float = 0.0  # RMS landmark error of the similarity fit, in crop pixels
+
+
+@dataclass(frozen=True)
+class Score:
+    """The worker's answer for one crop: a p_fake, or the reason it was not scored."""
+
+    stream_id: str
+    track_id: int
+    frame_seq: int
+    frame_time: float
+    p_fake: float | None
+    model_id: str
+    queued_at: float  # wall clock
+    scored_at: float  # wall clock (when the result was known, for drops too)
+    dropped: str | None = None  # stale | queue_full | shutdown | error
+    detail: str = field(default="", compare=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.dropped is None
