@@ -77,6 +77,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(score_images)
     score_images.add_argument("images", nargs="+", metavar="IMAGE")
 
+    subscribe = commands.add_parser(
+        "subscribe", help="print alert events as JSON lines (catch up, then follow)",
+        description="Print alert events from Redis as JSON lines: first those in the durable log after --since "
+                    "(or all with --from-start), then new ones as they arrive. Each line carries `log_id`, the "
+                    "entry id to pass to --since to resume without gaps. Rides out Redis outages.")
+    subscribe.add_argument("--redis", default=os.environ.get("MONITOR_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                           metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
+    subscribe.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    subscribe.add_argument("--stream", default=None, metavar="ID", help="only this stream's events")
+    start = subscribe.add_mutually_exclusive_group()
+    start.add_argument("--since", default=None, metavar="LOG_ID", help="events after this log id")
+    start.add_argument("--from-start", action="store_true", help="every event still in the log")
+    subscribe.add_argument("--count", type=int, default=None, metavar="N", help="exit after N events")
+    subscribe.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S seconds")
+
+    calibrate = commands.add_parser(
+        "calibrate", help="thresholds for a target false-positive rate from authentic footage",
+        description="Compute verdict thresholds from scores of AUTHENTIC footage: the windows the daemon would "
+                    "form (--window-crops consecutive crops, --statistic) and the smallest threshold that at most "
+                    "--fpr of them reach. Input: a CSV with a p_fake column, optionally video/path or "
+                    "stream_id+track_id (grouping), index/frame_time (order) and label (only `real` rows used).")
+    calibrate.add_argument("scores", metavar="SCORES.csv")
+    calibrate.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate per window (default 0.01)")
+    calibrate.add_argument("--window-crops", type=int, default=32, metavar="N", help="crops per window (default 32)")
+    calibrate.add_argument("--statistic", choices=("mean", "median"), default="mean")
+    calibrate.add_argument("--min-crops", type=int, default=4, metavar="N", help="fewest crops for a window (default 4)")
+    calibrate.add_argument("--json", action="store_true", help="print one JSON object")
+
     demo = commands.add_parser(
         "demo", help="score the built-in demo crops (no network needed)",
         description="Score built-in demo face crops made from a public-domain photo. Uses the checkpoint given "
@@ -88,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"model": _model, "score-images": _score_images, "demo": _demo}[args.command]
+    handler = {"model": _model, "score-images": _score_images, "demo": _demo, "subscribe": _subscribe,
+               "calibrate": _calibrate}[args.command]
     try:
         return handler(args)
     except KeyboardInterrupt:
@@ -195,6 +224,52 @@ def _score_images(args, allow_untrained: bool = False, paths: list[str] | None =
     if failures:
         print(f"monitor: {failures} of {len(paths or args.images)} images could not be read", file=sys.stderr)
         return EXIT_PARTIAL
+    return EXIT_OK
+
+
+def _subscribe(args) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from .alerts.publisher import RedisAuthError, RedisSettings
+    from .alerts.subscribe import subscribe
+
+    try:
+        settings = RedisSettings(url=args.redis, prefix=args.prefix)
+    except ValidationError as e:
+        return _fail(f"invalid Redis settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}")
+    since = "0" if args.from_start else args.since
+    try:
+        asyncio.run(subscribe(settings, args.stream, since, args.count, args.timeout))
+    except RedisAuthError as e:
+        return _fail(str(e))
+    except ValueError as e:  # e.g. a malformed URL
+        from .redact import redact
+        return _fail(redact(f"invalid Redis URL {args.redis}: {e}"))
+    except BrokenPipeError:
+        pass
+    return EXIT_OK
+
+
+def _calibrate(args) -> int:
+    from .scoring.calibrate import CalibrationError, calibrate
+
+    if args.window_crops < 1 or args.min_crops < 1:
+        return _fail("--window-crops and --min-crops must be at least 1")
+    try:
+        result = calibrate(args.scores, args.fpr, args.window_crops, args.statistic, args.min_crops)
+    except CalibrationError as e:
+        return _fail(str(e))
+    if args.json:
+        print(json.dumps(result.__dict__))
+        return EXIT_OK
+    print(f"# {result.windows} windows of up to {args.window_crops} crops ({args.statistic}) from {result.groups} "
+          f"group(s), {result.crops} authentic crops")
+    print(f"# at the threshold below, {result.achieved_fpr:.4f} of authentic windows alert (target {result.fpr})")
+    print("[verdict]")
+    print(f"suspicious = {result.threshold:.4f}")
+    print(f"manipulated = {result.strict_threshold:.4f}  # at fpr {result.fpr / 10:g}")
     return EXIT_OK
 
 

@@ -16,3 +16,12 @@ def face_paths() -> list[Path]:
     if len(paths) != 32:
         pytest.fail(f"expected the 32 fixture crops under {FACES_DIR}, found {len(paths)}")
     return paths
+
+
+@pytest.fixture
+def redis_server():
+    from servers import RedisServer
+
+    server = RedisServer().start()
+    yield server
+    server.stop()

@@ -1,0 +1,90 @@
+"""Alert lifecycle (pure) and the on-disk spool (real files, reopened as after a restart)."""
+
+import json
+
+import pytest
+
+from monitor.alerts import SCHEMA, AlertLifecycle, ModelTag, Spool
+from monitor.scoring import AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, WindowStats
+
+STATS = WindowStats(0.93, 12, 100.0, 104.5, {"low_quality": 2})
+
+
+def lifecycle(interval=5.0):
+    return AlertLifecycle("cam1", 3, WindowPolicy(), VerdictPolicy(), ModelTag("m@abc", "fp32"), "host-1", interval)
+
+
+def test_episode_opened_updated_closed_with_one_id():
+    life = lifecycle(interval=5.0)
+    assert life.observe(AUTHENTIC, STATS, now=0) is None
+    opened = life.observe(SUSPICIOUS, STATS, now=1)
+    assert life.observe(SUSPICIOUS, STATS, now=2) is None
+    assert life.observe(MANIPULATED, STATS, now=3) is None  # rate-limited: within 5 s of the last event
+    updated = life.observe(MANIPULATED, STATS, now=6.5)
+    closed = life.observe(AUTHENTIC, STATS, now=20)
+    assert [e.type for e in (opened, updated, closed)] == ["opened", "updated", "closed"]
+    assert opened.alert_id == updated.alert_id == closed.alert_id
+    assert [e.seq for e in (opened, updated, closed)] == [0, 1, 2]
+    assert closed.close_reason == "recovered" and closed.peak_verdict == MANIPULATED
+    doc = json.loads(opened.to_json())
+    assert doc["schema"] == SCHEMA
+    assert doc["evidence"] == {"crops_scored": 12, "crops_skipped": {"low_quality": 2}, "window_span_s": 4.5}
+    assert doc["thresholds"]["suspicious"] == 0.9 and doc["model"] == {"id": "m@abc", "precision": "fp32",
+                                                                       "untrained": False}
+    assert doc["times"]["first_frame"] == 100.0 and doc["times"]["last_frame"] == 104.5
+    # A new episode gets a new id.
+    again = life.observe(SUSPICIOUS, STATS, now=30)
+    assert again.type == "opened" and again.alert_id != opened.alert_id
+    ended = life.end("track_ended", STATS, now=31)
+    assert ended.type == "closed" and ended.close_reason == "track_ended"
+    assert life.end("stream_ended", STATS) is None
+
+
+def event(alert, kind, n):
+    return {"event_id": f"e{n}", "alert_id": alert, "type": kind, "stream_id": "s"}
+
+
+def test_spool_survives_reopen_and_acknowledges(tmp_path):
+    spool = Spool(tmp_path, max_events=100)
+    for n in range(5):
+        spool.put(event("a", "updated", n))
+    spool.ack(2)
+    spool.close()
+    reopened = Spool(tmp_path, max_events=100)
+    assert [e["event_id"] for e in reopened.peek(10)] == ["e2", "e3", "e4"]
+    reopened.ack(3)
+    assert len(reopened) == 0 and (tmp_path / "events.jsonl").stat().st_size == 0
+    reopened.close()
+    assert len(Spool(tmp_path)) == 0
+
+
+def test_torn_last_line_is_skipped(tmp_path):
+    spool = Spool(tmp_path)
+    spool.put(event("a", "opened", 1))
+    spool.close()
+    with open(tmp_path / "events.jsonl", "a") as f:
+        f.write('{"spooled_at": 1, "ev')
+    assert [e["event_id"] for e in Spool(tmp_path).peek(5)] == ["e1"]
+
+
+def test_full_spool_merges_superseded_updates_before_dropping(tmp_path):
+    spool = Spool(tmp_path, max_events=4)
+    spool.put(event("a", "opened", 0))
+    spool.put(event("a", "updated", 1))
+    spool.put(event("a", "updated", 2))
+    spool.put(event("b", "opened", 3))
+    spool.put(event("a", "closed", 4))  # full: e1 (superseded update) merges away
+    assert [e["event_id"] for e in spool.peek(10)] == ["e0", "e2", "e3", "e4"]
+    spool.put(event("b", "closed", 5))  # e2 merges (a later event of alert a exists)
+    assert [e["event_id"] for e in spool.peek(10)] == ["e0", "e3", "e4", "e5"]
+    assert (spool.merged, spool.dropped) == (2, 0)
+    spool.put(event("c", "opened", 6))  # nothing mergeable: the oldest goes, counted
+    assert [e["event_id"] for e in spool.peek(10)] == ["e3", "e4", "e5", "e6"]
+    assert spool.dropped == 1
+    spool.close()
+    assert [e["event_id"] for e in Spool(tmp_path, max_events=4).peek(10)] == ["e3", "e4", "e5", "e6"]
+
+
+def test_spool_rejects_bad_size(tmp_path):
+    with pytest.raises(ValueError):
+        Spool(tmp_path, max_events=0)
