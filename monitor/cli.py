@@ -7,6 +7,7 @@ input (arguments, config, checkpoint); 3 a network resource (the model hub) is u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -77,6 +78,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(score_images)
     score_images.add_argument("images", nargs="+", metavar="IMAGE")
 
+    crop = commands.add_parser(
+        "crop", help="write the aligned crop of the largest face in a picture",
+        description="Detect the largest face in a picture and write its aligned 256x256 crop: exactly what the "
+                    "model sees. Exit 2 when no face is found.")
+    crop.add_argument("image", metavar="IMAGE")
+    crop.add_argument("--out", required=True, metavar="CROP.png")
+    crop.add_argument("--template", choices=("deepfakebench", "gend"), default="deepfakebench",
+                      help="the crop template (deepfakebench: the paper's checkpoint; gend: GenD)")
+    crop.add_argument("--min-confidence", type=float, default=0.5, help="face detector threshold (default 0.5)")
+
+    score = commands.add_parser(
+        "score", help="score a video file with the paper's protocol",
+        description="Score a video file as the paper does: --frames uniformly spaced frames, the largest face of "
+                    "each, video p_fake = mean of frame p_fake. Prints one JSON object. Crops are aligned with the "
+                    "checkpoint's own face template.")
+    _add_model_options(score)
+    score.add_argument("video", metavar="VIDEO")
+    score.add_argument("--frames", type=int, default=32, help="frames to sample (default 32)")
+    score.add_argument("--per-track", action="store_true", help="score every face track, not only the largest face")
+
+    evaluate = commands.add_parser(
+        "eval", help="AUROC on a labelled list of videos or crop folders",
+        description="Evaluate on LIST.csv rows `path,label` (label real/fake; path a video, or a folder of "
+                    "already-aligned crops = one video; relative to the CSV). Prints frame- and video-level AUROC "
+                    "(the paper's metric) and the threshold for --fpr on the real videos.")
+    _add_model_options(evaluate)
+    evaluate.add_argument("list", metavar="LIST.csv")
+    evaluate.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    evaluate.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
+    evaluate.add_argument("--out", metavar="VIDEOS.csv", help="write per-video scores here")
+    evaluate.add_argument("--frames-out", metavar="FRAMES.csv", help="write per-frame scores (input for calibrate)")
+
     subscribe = commands.add_parser(
         "subscribe", help="print alert events as JSON lines (catch up, then follow)",
         description="Print alert events from Redis as JSON lines: first those in the durable log after --since "
@@ -116,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"model": _model, "score-images": _score_images, "demo": _demo, "subscribe": _subscribe,
+    handler = {"model": _model, "score-images": _score_images, "demo": _demo, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
                "calibrate": _calibrate}[args.command]
     try:
         return handler(args)
@@ -225,6 +258,121 @@ def _score_images(args, allow_untrained: bool = False, paths: list[str] | None =
         print(f"monitor: {failures} of {len(paths or args.images)} images could not be read", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
+
+
+def _crop(args) -> int:
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    from .faces.align import align
+    from .faces.detect import FaceDetector
+
+    try:
+        with Image.open(args.image) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        return _fail(f"{args.image}: cannot read image: {getattr(e, 'strerror', None) or e}")
+    try:
+        with FaceDetector(min_confidence=args.min_confidence) as detector:
+            faces = detector.detect(pixels)
+    except FileNotFoundError as e:
+        return _fail(str(e))
+    if not faces:
+        return _fail(f"{args.image}: no face found (detector confidence >= {args.min_confidence})")
+    aligned = align(pixels, faces[0].keypoints, args.template)
+    Image.fromarray(aligned.crop).save(args.out)
+    print(json.dumps({"image": args.image, "out": args.out, "template": args.template,
+                      "confidence": round(faces[0].score, 4), "interocular_px": round(aligned.interocular_px, 1),
+                      "alignment_residual_px": round(aligned.residual, 2), "faces": len(faces)}))
+    return EXIT_OK
+
+
+def _open_scoring(args):
+    from .faces.pipeline import FaceCropper, FaceSettings
+
+    if args.frames < 1:
+        raise ValueError("--frames must be at least 1")
+    detector = _load_detector(args)
+    return detector, FaceCropper(FaceSettings(), template=detector.info.face_template)
+
+
+def _score(args) -> int:
+    from .model.errors import CheckpointError
+    from .offline import VideoError, score_video
+
+    try:
+        detector, cropper = _open_scoring(args)
+        with contextlib.closing(cropper):
+            print(json.dumps(score_video(detector, cropper, args.video, args.frames, args.per_track)))
+    except (CheckpointError, VideoError, ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+    return EXIT_OK
+
+
+def _eval(args) -> int:
+    import csv
+
+    from .model.errors import CheckpointError
+    from .offline import VideoError, auroc, score_crop_folder, score_video, threshold_for_fpr
+
+    try:
+        with open(args.list, newline="") as f:
+            rows = [r for r in csv.DictReader(f)]
+    except OSError as e:
+        return _fail(f"{args.list}: {e.strerror}")
+    if not rows or not {"path", "label"} <= set(rows[0]):
+        return _fail(f"{args.list}: expected a header `path,label` and at least one row")
+    for number, row in enumerate(rows, start=2):
+        if row["label"] not in ("real", "fake"):
+            return _fail(f"{args.list}: line {number}: label must be real or fake, got {row['label']!r}")
+    if not 0 < args.fpr < 1:
+        return _fail("--fpr must be between 0 and 1")
+    base = Path(args.list).resolve().parent
+    try:
+        detector, cropper = _open_scoring(args)
+    except (CheckpointError, ValueError, FileNotFoundError) as e:
+        return _fail(str(e))
+    videos, frames, failures = [], [], 0
+    with contextlib.closing(cropper):
+        for row in rows:
+            path = base / row["path"]
+            label = 1 if row["label"] == "fake" else 0
+            try:
+                if path.is_dir():
+                    scores = score_crop_folder(detector, path)
+                    indexed = list(enumerate(scores))
+                else:
+                    report = score_video(detector, cropper, str(path), args.frames)
+                    indexed = [(f["index"], f["p_fake"]) for f in report["frames"]]
+            except VideoError as e:
+                print(f"monitor: error: {e}", file=sys.stderr)
+                failures += 1
+                continue
+            if not indexed:
+                print(f"monitor: warning: {row['path']}: no face scored", file=sys.stderr)
+                continue
+            videos.append((row["path"], row["label"], label, float(sum(s for _, s in indexed) / len(indexed)), len(indexed)))
+            frames += [(row["path"], row["label"], label, i, s) for i, s in indexed]
+    real = [v[3] for v in videos if v[2] == 0]
+    summary = {
+        "videos": len(videos), "frames": len(frames), "failed": failures,
+        "frame_auroc": auroc([f[2] for f in frames], [f[4] for f in frames]),
+        "video_auroc": auroc([v[2] for v in videos], [v[3] for v in videos]),
+        "fpr": args.fpr, "video_threshold": threshold_for_fpr(real, args.fpr) if real else None,
+        "model_id": detector.info.model_id,
+    }
+    if args.out:
+        with open(args.out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["path", "label", "p_fake", "frames_scored"])
+            writer.writerows([(v[0], v[1], round(v[3], 6), v[4]) for v in videos])
+    if args.frames_out:
+        with open(args.frames_out, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["video", "label", "index", "p_fake"])
+            writer.writerows([(fr[0], fr[1], fr[3], round(fr[4], 6)) for fr in frames])
+    print(json.dumps(summary))
+    return EXIT_PARTIAL if failures else EXIT_OK
 
 
 def _subscribe(args) -> int:

@@ -1,0 +1,1 @@
+"""Faces: detection (mediapipe BlazeFace), alignment to the training crop, quality gates, tracking."""
