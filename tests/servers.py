@@ -56,3 +56,48 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+RTSP_SCRIPT = __import__("pathlib").Path(__file__).with_name("rtsp_server.py")
+
+
+class RtspServer:
+    """GStreamer's RTSP server (Debian's python3 with gi), restartable on the same port."""
+
+    def __init__(self, file: str | None = None, port: int | None = None, user: str | None = None,
+                 password: str | None = None, size: str = "640x480"):
+        self.file, self.port, self.user, self.password, self.size = file, port or free_port(), user, password, size
+        self.process: subprocess.Popen | None = None
+
+    def url(self, mount: str = "live", credentials: str | None = None) -> str:
+        auth = f"{credentials}@" if credentials else ""
+        return f"rtsp://{auth}127.0.0.1:{self.port}/{mount}"
+
+    def start(self) -> "RtspServer":
+        args = ["/usr/bin/python3", str(RTSP_SCRIPT), str(self.port), "--size", self.size]
+        if self.file:
+            args += ["--file", str(self.file)]
+        if self.user:
+            args += ["--user", self.user, "--password", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.process.stdout.readline()
+        if "READY" not in line:
+            self.stop()
+            raise RuntimeError(f"RTSP server did not start on port {self.port}: {line!r}")
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
