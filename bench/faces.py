@@ -23,13 +23,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
 from media import face_frames, write_mp4  # noqa: E402  (the tests' media helpers)
+from PIL import Image  # noqa: E402
+from realign import realign_errors  # noqa: E402
+
 from monitor.contracts import Frame  # noqa: E402
 from monitor.faces.pipeline import FaceCropper, FaceSettings  # noqa: E402
 from monitor.model import Architecture, Detector  # noqa: E402
-from realign import realign_errors  # noqa: E402
 
 FACES = ROOT.parent / "shared" / "fixtures" / "faces"
 

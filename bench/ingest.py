@@ -27,9 +27,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import av  # noqa: E402
 import numpy as np  # noqa: E402
+from servers import RtspServer  # noqa: E402  (the tests' real RTSP server)
 
 from monitor.sources import PyAVSource, SourceSettings  # noqa: E402
-from servers import RtspServer  # noqa: E402  (the tests' real RTSP server)
 
 RATES = {480: 1_000_000, 720: 2_500_000}
 

@@ -5,10 +5,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
-
 from reference_models import make_gend, make_lightning
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]

@@ -12,13 +12,12 @@ import json
 import sys
 import time
 
-from redis.exceptions import RedisError
-
-from .publisher import RedisAuthError, RedisSettings, describe_error, is_auth_error
-
 import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from redis.retry import Retry
+
+from .publisher import RedisAuthError, RedisSettings, describe_error, is_auth_error
 
 PAGE = 500
 BLOCK_MS = 1000

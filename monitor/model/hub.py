@@ -10,7 +10,6 @@ from urllib.parse import urlparse
 
 from huggingface_hub import constants, hf_hub_download
 
-
 # repo -> (checkpoint file, files that must sit beside it)
 PUBLISHED = {
     "yermandy/deepfake-detection": ("model.ckpt", ()),

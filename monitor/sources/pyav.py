@@ -19,8 +19,20 @@ import av
 
 from ..contracts import Frame
 from ..redact import redact
-from .base import (ENDED, ERROR, RECONNECTING, RUNNING, STALLED, STARTING, STOPPED, SourceFailure, SourceSettings,
-                   SourceStats, classify)
+from .base import (
+    ENDED,
+    ERROR,
+    RECONNECTING,
+    RUNNING,
+    STALLED,
+    STARTING,
+    STOPPED,
+    SourceFailure,
+    SourceSettings,
+    SourceStats,
+    classify,
+)
+from .slot import FrameSlot
 
 log = logging.getLogger(__name__)
 
@@ -44,12 +56,11 @@ class PyAVSource:
         self.reason: str | None = None  # why the stream is in error / reconnecting
         self.detail: str = ""
         self.stats = SourceStats()
-        self._slot: asyncio.Queue[Frame] = asyncio.Queue(maxsize=1)
+        self._slot = FrameSlot()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._seq = itertools.count()
-        self._finished = asyncio.Event()
         self._sessions = 0  # sessions that delivered frames
 
     @property
@@ -71,20 +82,9 @@ class PyAVSource:
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, bound)
         self._set_state(STOPPED)
 
-    async def frames(self):
-        """Sampled frames, newest first served, until the stream ends or is stopped."""
-        while True:
-            getter = asyncio.ensure_future(self._slot.get())
-            finished = asyncio.ensure_future(self._finished.wait())
-            done, _ = await asyncio.wait({getter, finished}, return_when=asyncio.FIRST_COMPLETED)
-            if getter in done:
-                finished.cancel()
-                yield getter.result()
-                continue
-            getter.cancel()
-            if not self._slot.empty():
-                yield self._slot.get_nowait()
-            return
+    def frames(self):
+        """Sampled frames, the newest served first, until the stream ends or is stopped."""
+        return self._slot.frames()
 
     def status(self) -> dict:
         return {"id": self.stream_id, "url": self.safe_url, "state": self.state, "reason": self.reason,
@@ -127,7 +127,7 @@ class PyAVSource:
                 backoff = min(backoff * 2, max(self.settings.backoff_max_s, self.settings.backoff_fatal_s
                                                if self.reason in FATAL_REASONS else 0))
         finally:
-            self._loop.call_soon_threadsafe(self._finished.set)
+            self._loop.call_soon_threadsafe(self._slot.finished.set)
 
     def _restart_delay(self, backoff: float) -> float:
         delay = backoff * random.uniform(0.8, 1.2)  # jitter: many cameras behind one gateway do not retry in step
@@ -245,10 +245,8 @@ class PyAVSource:
         self._loop.call_soon_threadsafe(self._deliver, record)
 
     def _deliver(self, frame: Frame) -> None:
-        if self._slot.full():  # the consumer has not taken the previous frame: the newest wins
-            self._slot.get_nowait()
+        if self._slot.put(frame):  # the consumer had not taken the previous frame: the newest wins
             self.stats.dropped["stale"] += 1
-        self._slot.put_nowait(frame)
 
     def _set_state(self, state: str, reason: str | None = None, detail: str = "") -> None:
         if state == RUNNING:

@@ -10,11 +10,18 @@ import time
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
-
-from monitor.alerts import (AlertLifecycle, AlertPublisher, ModelTag, PublisherMetrics, RedisAuthError, RedisSettings,
-                            Spool)
-from monitor.scoring import AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, WindowStats
 from servers import RedisServer
+
+from monitor.alerts import (
+    AlertLifecycle,
+    AlertPublisher,
+    ModelTag,
+    PublisherMetrics,
+    RedisAuthError,
+    RedisSettings,
+    Spool,
+)
+from monitor.scoring import AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, WindowStats
 
 STATS = WindowStats(0.95, 8, 10.0, 12.0, {})
 

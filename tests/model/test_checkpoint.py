@@ -7,11 +7,11 @@ import zipfile
 import pytest
 import torch
 from PIL import Image
+from reference_models import HPARAMS, make_gend, make_lightning
 from safetensors.torch import load_file, save_file
 
 from monitor.model import Architecture, CheckpointError, Detector, read_checkpoint, write_native
 from monitor.model.preprocess import pil_batch
-from reference_models import HPARAMS, make_gend, make_lightning
 
 torch.manual_seed(0)
 
@@ -61,9 +61,8 @@ def test_gend_checkpoint_matches_reference(gend, pixels):
 
 @pytest.mark.parametrize("width,layers,patch", [(64, 1, 14), (128, 3, 16)])
 def test_architecture_is_inferred_from_shapes(tmp_path, width, layers, patch):
-    from reference_models import hf_config
-
     import reference_models
+    from reference_models import hf_config
     original = reference_models.hf_config
     reference_models.hf_config = lambda w, l: hf_config(w, l, patch=patch)
     try:

@@ -5,8 +5,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from monitor.scoring import (AUTHENTIC, INSUFFICIENT, MANIPULATED, NO_FACE, SUSPICIOUS, TrackWindow, VerdictPolicy,
-                             VerdictState, WindowPolicy, most_severe, step)
+from monitor.scoring import (
+    AUTHENTIC,
+    INSUFFICIENT,
+    MANIPULATED,
+    NO_FACE,
+    SUSPICIOUS,
+    TrackWindow,
+    VerdictPolicy,
+    VerdictState,
+    WindowPolicy,
+    most_severe,
+    step,
+)
 
 POLICY = VerdictPolicy(suspicious=0.8, manipulated=0.9, hysteresis=0.1, enter_crops=3, enter_seconds=1.0,
                        exit_seconds=2.0)

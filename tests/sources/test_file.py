@@ -7,8 +7,8 @@ import time
 import av
 import numpy as np
 import pytest
-
 from media import write_mp4
+
 from monitor.sources import ENDED, ERROR, RUNNING, PyAVSource, SourceSettings
 
 

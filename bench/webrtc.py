@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""WebRTC (WHIP) ingest cost: CPU seconds per received stream-second at 480p and 720p, and how many
+concurrent publishers this machine sustains at 2 fps sampling.
+
+The publishers (real aiortc peers, encoding an H.264 clip) run in a child process so that this process's
+CPU time is the receiving side alone (ICE, SRTP, depacketising, decoding, sampling). On a 2-core machine
+the publishers' encoders compete for the same cores, which caps the count. Last line:
+`RESULT cpu_s_per_stream_s_480p=... cpu_s_per_stream_s_720p=... max_publishers_480p=...`.
+
+  python bench/webrtc.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import numpy as np  # noqa: E402
+from aiohttp import web  # noqa: E402
+from media import write_mp4  # noqa: E402
+
+from monitor.webrtc import WhipEndpoint, WhipSettings  # noqa: E402
+
+PUBLISHER = """
+import asyncio, sys
+sys.path.insert(0, {tests!r})
+from monitor.webrtc import restrict_host_addresses
+from whip_client import WhipPublisher
+restrict_host_addresses(["127.0.0.1"])
+async def main():
+    publishers = [WhipPublisher({base!r} + f"/whip/s{{i}}") for i in range({n})]
+    for p in publishers:
+        await p.publish(path={clip!r}, codec="H264")
+    await asyncio.sleep({seconds})
+    for p in publishers:
+        await p.close()
+asyncio.run(main())
+"""
+
+
+def clip(path: Path, height: int) -> str:
+    width = height * 16 // 9 // 2 * 2
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 255, (height, width, 3), dtype=np.uint8)
+    return str(write_mp4(path, (np.roll(base, i * 6, axis=1) for i in range(100))))
+
+
+async def measure(endpoint: WhipEndpoint, sessions: list, base: str, video: str, n: int, seconds: float):
+    sessions.clear()
+    child = subprocess.Popen([sys.executable, "-c", PUBLISHER.format(tests=str(ROOT / "tests"), base=base, n=n,
+                                                                      clip=video, seconds=seconds + 8)],
+                             cwd=ROOT, stderr=subprocess.DEVNULL)
+    consumers = []
+
+    async def consume(source):
+        async for _ in source.frames():
+            pass
+
+    deadline = time.monotonic() + 30
+    while (len(sessions) < n or any(s.stats.frames_decoded == 0 for s in sessions)) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    consumers = [asyncio.create_task(consume(s)) for s in sessions]
+    await asyncio.sleep(1.0)
+    emitted = [s.stats.frames_emitted for s in sessions]
+    cpu, wall = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(sessions, emitted)]
+    for s in sessions:
+        s.end("stopped")
+    for c in consumers:
+        c.cancel()
+    child.kill()
+    child.wait()
+    await asyncio.sleep(0.5)
+    return cpu / (max(1, len(rates)) * wall), (min(rates) if len(rates) == n else 0.0)
+
+
+async def main_async(quick: bool) -> None:
+    seconds = 3.0 if quick else 10.0
+    sessions: list = []
+    endpoint = WhipEndpoint(WhipSettings(max_sessions=64, sample_fps=2, media_timeout_s=10,
+                                         host_addresses=["127.0.0.1"]), on_session=sessions.append)
+    app = web.Application()
+    endpoint.add_routes(app)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        clips = {h: clip(Path(tmp) / f"{h}.mp4", h) for h in (480, 720)}
+        print(f"{'res':>5} {'publishers':>10} {'cpu s/stream-s':>15} {'min sampled fps':>16}")
+        for height in (480, 720):
+            cpu, fps = await measure(endpoint, sessions, base, clips[height], 1, seconds)
+            results[height] = cpu
+            print(f"{height:>4}p {1:>10} {cpu:>15.4f} {fps:>16.2f}", flush=True)
+        best = 0
+        for n in ((2, 4) if quick else (2, 4, 6, 8, 12)):
+            cpu, fps = await measure(endpoint, sessions, base, clips[480], n, seconds)
+            print(f" 480p {n:>10} {cpu:>15.4f} {fps:>16.2f}", flush=True)
+            if fps < 0.9 * 2:
+                break
+            best = n
+    await runner.cleanup()
+    print(f"RESULT cpu_s_per_stream_s_480p={results[480]:.4f} cpu_s_per_stream_s_720p={results[720]:.4f} "
+          f"max_publishers_480p={best}{'+' if quick and best == 4 else ''}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    asyncio.run(main_async(parser.parse_args().quick))
+
+
+if __name__ == "__main__":
+    main()
