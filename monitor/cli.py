@@ -21,10 +21,10 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-def _add_model_options(parser: argparse.ArgumentParser, model_required: bool = True) -> None:
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
     from .model import PRECISIONS
 
-    parser.add_argument("--model", required=model_required, metavar="PATH",
+    parser.add_argument("--model", required=True, metavar="PATH",
                         help="checkpoint: a native .safetensors from `monitor model convert/pull`, the published "
                              "Lightning model.ckpt, or GenD's model.safetensors (config.json beside it)")
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
@@ -138,18 +138,34 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--min-crops", type=int, default=4, metavar="N", help="fewest crops for a window (default 4)")
     calibrate.add_argument("--json", action="store_true", help="print one JSON object")
 
+    run = commands.add_parser(
+        "run", help="run the daemon",
+        description="Run the monitor daemon: ingest the configured streams (RTSP, files, WHIP), score faces, "
+                    "publish verdicts and alerts to Redis, serve health, metrics, the stream API and WHIP over "
+                    "HTTP. SIGHUP reloads the config file; SIGTERM/SIGINT stop cleanly (exit 0). Under systemd "
+                    "it speaks the notify protocol (READY=1, STATUS=, WATCHDOG=1).")
+    run.add_argument("--config", required=True, metavar="FILE", help="TOML config (see config/example.toml)")
+
+    check = commands.add_parser(
+        "check-config", help="validate a config file and print the effective config",
+        description="Validate a config file and print the effective configuration (defaults filled in) as JSON, "
+                    "with secrets and URL credentials masked. Errors name the key; exit 2.")
+    check.add_argument("config", metavar="FILE")
+
     demo = commands.add_parser(
-        "demo", help="score the built-in demo crops (no network needed)",
-        description="Score built-in demo face crops made from a public-domain photo. Uses the checkpoint given "
-                    "by --model, else a pulled one, else an UNTRAINED model of the real architecture (scores "
-                    "then mean nothing, and every output says so).")
-    _add_model_options(demo, model_required=False)
+        "demo", help="run the daemon on the built-in demo stream (no network needed)",
+        description="Run the daemon on config/demo.toml: a built-in demo stream (made offline from a public-domain "
+                    "photo, looped in real time), a local redis-server started for it, the pulled checkpoint if "
+                    "there is one, else an UNTRAINED network (announced in the log, marked in every alert). "
+                    "Watch the alerts with the `monitor subscribe` line it prints. Ctrl-C stops it.")
+    demo.add_argument("--config", default=None, metavar="FILE", help="default: the repository's config/demo.toml")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"model": _model, "score-images": _score_images, "demo": _demo, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
+    handler = {"model": _model, "score-images": _score_images, "demo": _demo, "run": _run,
+               "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
                "calibrate": _calibrate}[args.command]
     try:
         return handler(args)
@@ -194,18 +210,9 @@ def _model(args) -> int:
 
 # --- scoring crops -------------------------------------------------------------------------------------
 
-def _load_detector(args, allow_untrained: bool = False):
+def _load_detector(args):
     from .model import Detector
-    from .model.hub import PUBLISHED, default_models_dir, native_name
 
-    if args.model is None and allow_untrained:
-        pulled = [default_models_dir() / native_name(repo) for repo in PUBLISHED]
-        found = next((p for p in pulled if p.is_file()), None)
-        if found is None:
-            print("monitor: WARNING: no checkpoint given or pulled (`monitor model pull`): using an UNTRAINED "
-                  "model of the real architecture; its scores MEAN NOTHING.", file=sys.stderr)
-            return Detector.untrained(device=args.device, precision=args.precision)
-        args.model = str(found)
     return Detector.load(args.model, device=args.device, precision=args.precision)
 
 
@@ -246,16 +253,16 @@ def _score_paths(detector, paths: list[str], batch_size: int) -> int:
     return failures
 
 
-def _score_images(args, allow_untrained: bool = False, paths: list[str] | None = None) -> int:
+def _score_images(args) -> int:
     from .model.errors import CheckpointError
 
     try:
-        detector = _load_detector(args, allow_untrained=allow_untrained)
-        failures = _score_paths(detector, paths or args.images, args.batch_size)
+        detector = _load_detector(args)
+        failures = _score_paths(detector, args.images, args.batch_size)
     except (CheckpointError, ValueError) as e:
         return _fail(str(e))
     if failures:
-        print(f"monitor: {failures} of {len(paths or args.images)} images could not be read", file=sys.stderr)
+        print(f"monitor: {failures} of {len(args.images)} images could not be read", file=sys.stderr)
         return EXIT_PARTIAL
     return EXIT_OK
 
@@ -421,13 +428,57 @@ def _calibrate(args) -> int:
     return EXIT_OK
 
 
-def _demo(args) -> int:
-    from .demo import demo_crops
+def _load_config(path: str):
+    from .config import load
 
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepfake-monitor" / "demo"
-    paths = [str(p) for p in demo_crops(cache)]
-    print(f"monitor: scoring {len(paths)} demo crops from {cache}", file=sys.stderr)
-    return _score_images(args, allow_untrained=True, paths=paths)
+    return load(path)
+
+
+def _run(args) -> int:
+    import asyncio
+
+    from .alerts.publisher import RedisAuthError
+    from .config import ConfigError
+    from .daemon import run
+    from .logs import configure
+    from .model.errors import CheckpointError
+
+    try:
+        config = _load_config(args.config)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    configure(config.logging.level, config.logging.format)
+    try:
+        return asyncio.run(run(config, args.config))
+    except (ConfigError, RedisAuthError, CheckpointError) as e:
+        return _fail(str(e))
+    except OSError as e:
+        from .redact import redact
+        return _fail(redact(f"cannot start: {e}"), 1)
+
+
+def _check_config(args) -> int:
+    from .config import ConfigError, masked
+
+    try:
+        config = _load_config(args.config)
+    except ConfigError as e:
+        return _fail(f"config: {e}")
+    print(json.dumps(masked(config), indent=2))
+    return EXIT_OK
+
+
+def _demo(args) -> int:
+    from .demo import make_demo_video
+
+    folder = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "deepfake-monitor" / "demo"
+    os.environ.setdefault("MONITOR_DEMO_DIR", str(folder))
+    os.environ.setdefault("MONITOR_DEMO_VIDEO", str(make_demo_video(folder / "astronaut.mp4")))
+    args.config = args.config or str(Path(__file__).resolve().parents[1] / "config" / "demo.toml")
+    if not Path(args.config).is_file():
+        return _fail(f"{args.config}: demo config not found (pass --config)")
+    print(f"monitor: demo stream {os.environ['MONITOR_DEMO_VIDEO']}", file=sys.stderr)
+    return _run(args)
 
 
 if __name__ == "__main__":

@@ -5,42 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
-
-# Fallback when the face detector's model is not installed: a fixed box framing the face the way the
-# training template does (crop side ~4.1x the eye distance, eyes ~47 % down).
-ASTRONAUT_FACE_BOX = (130, 11, 320, 201)
-CROP_SIZE = 256
+from PIL import Image
 
 
-def astronaut_crop(template: str = "deepfakebench") -> Image.Image:
-    from skimage import data  # imported here: only the demo needs it
+def make_demo_video(path: Path, seconds: int = 12, fps: int = 25, size=(640, 480)) -> Path:
+    """The built-in demo stream: the astronaut's photo drifting over a background, as H.264 MP4."""
+    import av
+    from skimage import data
 
-    photo = data.astronaut()
-    try:
-        from .faces.align import align
-        from .faces.detect import FaceDetector
-
-        with FaceDetector() as detector:
-            faces = detector.detect(photo)
-        if faces:
-            return Image.fromarray(align(photo, faces[0].keypoints, template).crop)
-    except FileNotFoundError:
-        pass
-    return Image.fromarray(photo).crop(ASTRONAUT_FACE_BOX).resize((CROP_SIZE, CROP_SIZE), Image.BICUBIC)
-
-
-def demo_crops(folder: Path, template: str = "deepfakebench") -> list[Path]:
-    """Write a few 256x256 aligned face crops of the astronaut into `folder` and return their paths."""
-    folder.mkdir(parents=True, exist_ok=True)
-    face = astronaut_crop(template)
-    variants = {
-        "astronaut.png": face,
-        "astronaut-mirrored.png": ImageOps.mirror(face),
-        "astronaut-darker.png": Image.fromarray((np.asarray(face) * 0.7).astype(np.uint8)),
-    }
-    paths = []
-    for name, image in variants.items():
-        image.save(folder / name)
-        paths.append(folder / name)
-    return paths
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    face = np.asarray(Image.fromarray(data.astronaut()).resize((280, 280), Image.BILINEAR))
+    background = np.linspace(40, 90, width, dtype=np.uint8)[None, :, None].repeat(height, 0).repeat(3, 2)
+    tmp = path.with_suffix(".partial.mp4")
+    with av.open(str(tmp), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"tune": "zerolatency", "bf": "0", "g": str(fps)}
+        for i in range(seconds * fps):
+            frame = background.copy()
+            x = int((width - 280) * (0.5 + 0.4 * np.sin(i / (fps * 2))))
+            frame[100:380, x:x + 280] = face
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.replace(path)
+    return path

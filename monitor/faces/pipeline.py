@@ -31,6 +31,7 @@ class CropResult:
     crops: list[FaceCrop]
     skipped: Counter  # reason -> count, for this frame
     faces: int  # faces detected (before gates)
+    skipped_tracks: list[tuple[int, str]] = None  # (track id, reason) for each skipped face
 
 
 class FaceCropper:
@@ -46,22 +47,25 @@ class FaceCropper:
     def process(self, frame: Frame) -> CropResult:
         detections = self.detector.detect(frame.image)[: self.settings.max_faces]
         track_ids = self.tracker.update([d.box for d in detections], frame.captured_at)
-        crops, skipped = [], Counter()
+        crops, skipped, skipped_tracks = [], Counter(), []
         for detection, track_id in zip(detections, track_ids):
+            reason = None
             if detection.score < self.settings.min_confidence:
-                skipped["low_confidence"] += 1
-                continue
-            aligned = align(frame.image, detection.keypoints, self.template)
-            if aligned.interocular_px < self.settings.min_interocular_px:
-                skipped["too_small"] += 1
-                continue
-            if aligned.residual > self.settings.max_residual_px:
-                skipped["bad_alignment"] += 1
+                reason = "low_confidence"
+            else:
+                aligned = align(frame.image, detection.keypoints, self.template)
+                if aligned.interocular_px < self.settings.min_interocular_px:
+                    reason = "too_small"
+                elif aligned.residual > self.settings.max_residual_px:
+                    reason = "bad_alignment"
+            if reason:
+                skipped[reason] += 1
+                skipped_tracks.append((track_id, reason))
                 continue
             crops.append(FaceCrop(frame.stream_id, track_id, frame.seq, frame.captured_at, aligned.crop,
                                   detection.score, aligned.interocular_px, aligned.residual))
         self.skipped.update(skipped)
-        return CropResult(crops, skipped, len(detections))
+        return CropResult(crops, skipped, len(detections), skipped_tracks)
 
     def close(self) -> None:
         self.detector.close()

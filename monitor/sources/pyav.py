@@ -94,13 +94,13 @@ class PyAVSource:
 
     def _run(self) -> None:
         backoff = self.settings.backoff_initial_s
-        first = True
+        first, clean_end = True, False
         try:
             while not self._stop.is_set():
-                if not first:
+                if not first and not clean_end:  # a file looping round is not a reconnect
                     self.stats.reconnect_attempts += 1
-                first = False
-                self.stats.restarted(time.time())
+                    self.stats.restarted(time.time())
+                first, clean_end = False, False
                 try:
                     self._read_once()
                     if self._stop.is_set():
@@ -111,6 +111,9 @@ class PyAVSource:
                     backoff = self.settings.backoff_initial_s  # a clean session resets the backoff
                     if self.is_live:
                         self._note_failure(SourceFailure("closed", "the server ended the session"))
+                    else:
+                        clean_end = True
+                        continue  # loop the file at once
                 except SourceFailure as failure:
                     if not self.is_live and failure.reason != "stall":
                         self._set_state(ERROR, failure.reason, str(failure))

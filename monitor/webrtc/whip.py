@@ -64,9 +64,11 @@ def restrict_host_addresses(addresses: list[str] | None) -> None:
 
 
 class WhipEndpoint:
-    def __init__(self, settings: WhipSettings, on_session: Callable[[WebRtcSource], None] | None = None):
+    def __init__(self, settings: WhipSettings, on_session: Callable[[WebRtcSource], None] | None = None,
+                 is_allowed: Callable[[str], bool] | None = None):
         self.settings = settings
         self.on_session = on_session
+        self.is_allowed = is_allowed  # overrides settings.allowed_streams (the daemon: its `whip` streams)
         self.sessions: dict[str, tuple[RTCPeerConnection, WebRtcSource]] = {}  # session id -> ...
         self.by_stream: dict[str, str] = {}  # stream id -> session id
         self.peer_connections: set[RTCPeerConnection] = set()  # every pc we created and not yet closed
@@ -89,7 +91,8 @@ class WhipEndpoint:
         if not self._authorised(request, stream_id):
             return self._error(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="whip"'})
         allowed = self.settings.allowed_streams
-        if allowed is not None and stream_id not in allowed:
+        if (self.is_allowed is not None and not self.is_allowed(stream_id)) or (
+                self.is_allowed is None and allowed is not None and stream_id not in allowed):
             return self._error(404, f"unknown stream id {stream_id!r}")
         if request.content_type != "application/sdp":
             return self._error(415, "Content-Type must be application/sdp")

@@ -144,7 +144,8 @@ class InferencePool:
             await asyncio.gather(*pending, return_exceptions=True)
         self._answer(self.queue.drain_all(), "shutdown", "worker stopped")
         for runner in self.runners:
-            runner.executor.shutdown(wait=True)
+            # A batch still running finishes in its thread; nothing waits for it here.
+            runner.executor.shutdown(wait=False, cancel_futures=True)
         self.ready = False
 
     # --- submitting --------------------------------------------------------------------------------------

@@ -1,0 +1,87 @@
+"""The HTTP server: health, readiness, Prometheus metrics, stream CRUD, and WHIP (same aiohttp app)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .config import ConfigError, StreamConfig
+from .redact import redact
+
+
+def build_app(daemon) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)
+    token = daemon.config.http.token
+
+    def authorised(request: web.Request) -> bool:
+        if not token:
+            return True
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+    def error(status: int, message: str) -> web.Response:
+        return web.json_response({"error": redact(message)}, status=status)
+
+    def guarded(handler):
+        async def wrapper(request):
+            if not authorised(request):
+                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                                         headers={"WWW-Authenticate": "Bearer"})
+            return await handler(request)
+        return wrapper
+
+    async def healthz(request):
+        healthy, reason = daemon.healthy()
+        return web.json_response({"status": "alive" if healthy else "unhealthy", "reason": reason},
+                                 status=200 if healthy else 503)
+
+    async def readyz(request):
+        ready = daemon.ready
+        return web.json_response({"ready": ready, "checks": daemon.readiness()}, status=200 if ready else 503)
+
+    async def metrics(request):
+        return web.Response(body=generate_latest(daemon.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def list_streams(request):
+        return web.json_response({"streams": daemon.stream_statuses()})
+
+    async def get_stream(request):
+        status = daemon.stream_status(request.match_info["id"])
+        return web.json_response(status) if status else error(404, f"no stream {request.match_info['id']!r}")
+
+    async def add_stream(request):
+        try:
+            body = await request.json()
+        except json.JSONDecodeError:
+            return error(400, "body must be a JSON object: {\"id\": ..., \"url\": ...}")
+        try:
+            stream = daemon.validate_stream(body)
+        except ConfigError as e:
+            return error(400, str(e))
+        if daemon.has_stream(stream.id):
+            return error(409, f"stream {stream.id!r} already exists")
+        await daemon.add_stream(stream)
+        return web.json_response(daemon.stream_status(stream.id), status=201)
+
+    async def delete_stream(request):
+        stream_id = request.match_info["id"]
+        if not daemon.has_stream(stream_id):
+            return error(404, f"no stream {stream_id!r}")
+        await daemon.remove_stream(stream_id)
+        return web.Response(status=204)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/streams", guarded(list_streams))
+    app.router.add_post("/streams", guarded(add_stream))
+    app.router.add_get("/streams/{id}", guarded(get_stream))
+    app.router.add_delete("/streams/{id}", guarded(delete_stream))
+    daemon.whip.add_routes(app)
+    return app
+
+
+__all__ = ["build_app", "StreamConfig"]

@@ -1,0 +1,217 @@
+"""The daemon's configuration: one pydantic tree, read from TOML.
+
+Secrets are referenced, never required inline: any string may contain `${NAME}` (environment variable) or
+`${credential:NAME}` (a file in systemd's `$CREDENTIALS_DIRECTORY`, from `LoadCredential=`). Every error
+names the offending key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .alerts.publisher import RedisSettings
+from .faces.pipeline import FaceSettings
+from .redact import redact
+from .scoring import VerdictPolicy, WindowPolicy
+from .sources.base import SourceSettings
+from .webrtc.whip import WhipSettings
+
+PRECISIONS = ("fp32", "bf16-autocast", "bf16", "fp16")
+_REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
+SECRET_KEYS = ("token", "password", "credential", "stream_tokens")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message names the key."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelConfig(Strict):
+    path: str | None = Field(None, description="checkpoint (native, Lightning or GenD); none: a pulled one, "
+                             "else the untrained demo network if allow_untrained")
+    allow_untrained: bool = Field(False, description="run an untrained network when no checkpoint exists (demo)")
+    precision: Literal["fp32", "bf16-autocast", "bf16", "fp16"] | None = Field(None, description="default: "
+                                                                                 "bf16-autocast on CUDA, fp32 on CPU")
+    devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1, description="cpu, cuda, cuda:N")
+    size: Literal["L14", "tiny"] = Field("L14", description="untrained network size (demo only)")
+
+
+class WorkerSettings(Strict):
+    max_batch: int = Field(32, ge=1, le=1024)
+    max_wait_ms: float = Field(20.0, ge=0)
+    staleness_ms: float = Field(3000.0, gt=0)
+    queue_capacity: int = Field(512, ge=1)
+    buckets: list[int] = Field(default_factory=lambda: [1, 8, 32, 64, 128], min_length=1)
+    cuda_graphs: bool = True
+    cpu_threads: int | None = Field(None, ge=1)
+    watchdog_s: float = Field(30.0, gt=0, description="work waiting and no batch done this long: not healthy")
+
+
+class AlertSettings(Strict):
+    update_interval_s: float = Field(5.0, ge=0, description="at most one `updated` event per alert this often")
+    spool_dir: str = Field("/var/lib/deepfake-monitor/spool", description="the on-disk outbox of alert events")
+    spool_max_events: int = Field(10000, ge=1)
+
+
+class DaemonRedis(RedisSettings):
+    start_local: bool = Field(False, description="start a local redis-server for this process (demo)")
+
+
+class HttpSettings(Strict):
+    host: str = Field("127.0.0.1", description="bind address")
+    port: int = Field(8080, ge=0, le=65535, description="0: any free port (printed at start)")
+    token: str | None = Field(None, description="bearer token for /streams (health and metrics stay open)")
+
+
+class LoggingSettings(Strict):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a TTY, else JSON")
+
+
+class Overrides(Strict):
+    """Per-stream overrides of the global defaults (only the keys given)."""
+
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    window: dict[str, Any] = Field(default_factory=dict)
+    verdict: dict[str, Any] = Field(default_factory=dict)
+
+
+class StreamConfig(Strict):
+    id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")
+    url: str = Field(..., min_length=1, description="rtsp://..., a file path, or `whip` (published by WHIP)")
+    sampling: dict[str, Any] = Field(default_factory=dict, description="overrides of [sampling]")
+    window: dict[str, Any] = Field(default_factory=dict, description="overrides of [window]")
+    verdict: dict[str, Any] = Field(default_factory=dict, description="overrides of [verdict]")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if url == "whip":
+            return url
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme and scheme not in ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp", "file"):
+            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, a file path, or whip")
+        if scheme in ("rtsp", "rtsps") and not re.match(r"^rtsps?://[^/\s]+", url):
+            raise ValueError("an RTSP URL needs a host: rtsp://host[:port]/path")
+        if any(c.isspace() for c in url):
+            raise ValueError("URL contains whitespace")
+        return url
+
+
+class MonitorConfig(Strict):
+    instance: str = Field(default_factory=socket.gethostname, min_length=1, description="this daemon's id")
+    model: ModelConfig = ModelConfig()
+    worker: WorkerSettings = WorkerSettings()
+    sampling: SourceSettings = SourceSettings()
+    faces: FaceSettings = FaceSettings()
+    window: WindowPolicy = WindowPolicy()
+    verdict: VerdictPolicy = VerdictPolicy()
+    alerts: AlertSettings = AlertSettings()
+    redis: DaemonRedis = DaemonRedis()
+    http: HttpSettings = HttpSettings()
+    whip: WhipSettings = WhipSettings()
+    logging: LoggingSettings = LoggingSettings()
+    streams: list[StreamConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _streams(self):
+        seen = set()
+        for i, stream in enumerate(self.streams):
+            if stream.id in seen:
+                raise ValueError(f"streams.{i}.id: duplicate stream id {stream.id!r}")
+            seen.add(stream.id)
+            for section, base in (("sampling", self.sampling), ("window", self.window), ("verdict", self.verdict)):
+                overrides = getattr(stream, section)
+                try:
+                    type(base).model_validate({**base.model_dump(), **overrides})
+                except ValidationError as e:
+                    raise ValueError(f"streams.{i}.{section}: {_first_error(e)}") from None
+        return self
+
+    def stream_settings(self, stream: StreamConfig) -> tuple[SourceSettings, WindowPolicy, VerdictPolicy]:
+        return (SourceSettings.model_validate({**self.sampling.model_dump(), **stream.sampling}),
+                WindowPolicy.model_validate({**self.window.model_dump(), **stream.window}),
+                VerdictPolicy.model_validate({**self.verdict.model_dump(), **stream.verdict}))
+
+
+def _first_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"])
+    return f"{location}: {first['msg']}" if location else first["msg"]
+
+
+def _resolve(value: Any, path: str) -> Any:
+    """Replace ${NAME} and ${credential:NAME} in every string."""
+    if isinstance(value, dict):
+        return {k: _resolve(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, f"{path}.{i}") for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def replace(match: re.Match) -> str:
+        kind, name = match.groups()
+        if kind == "credential":
+            folder = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not folder:
+                raise ConfigError(f"{path}: ${{credential:{name}}} but $CREDENTIALS_DIRECTORY is not set "
+                                  f"(use LoadCredential= in the systemd unit)")
+            try:
+                return (Path(folder) / name).read_text().strip()
+            except OSError:
+                raise ConfigError(f"{path}: credential {name!r} not found in $CREDENTIALS_DIRECTORY") from None
+        if name not in os.environ:
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+        return os.environ[name]
+
+    return _REFERENCE.sub(replace, value)
+
+
+def parse(data: dict) -> MonitorConfig:
+    try:
+        return MonitorConfig.model_validate(_resolve(data, ""))
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            location = ".".join(str(part) for part in err["loc"])
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden":
+                message = "unknown key"
+            lines.append(f"{location}: {message}" if location else message)
+        raise ConfigError(redact("; ".join(lines))) from None
+
+
+def load(path: str | Path) -> MonitorConfig:
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return parse(data)
+
+
+def masked(config: MonitorConfig) -> dict:
+    """The effective config with secrets and URL credentials masked, for printing."""
+
+    def mask(value: Any, key: str = "") -> Any:
+        if key in SECRET_KEYS and value:
+            return {k: "***" for k in value} if isinstance(value, dict) else "***"
+        if isinstance(value, dict):
+            return {k: mask(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [mask(v, key) for v in value]
+        return redact(value) if isinstance(value, str) else value
+
+    return mask(config.model_dump(mode="json"))

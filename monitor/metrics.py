@@ -1,0 +1,48 @@
+"""Daemon metrics: counters the pipeline updates, and gauges read from the sources at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
+
+
+class DaemonMetrics:
+    def __init__(self, registry: CollectorRegistry):
+        self.frames_skipped = Counter("deepfake_stream_frames_skipped", "Sampled frames skipped because face "
+                                      "detection of the previous one was still running", ["stream"], registry=registry)
+        self.frame_to_alert = Histogram("deepfake_frame_to_alert_seconds", "From the newest frame in the window to "
+                                        "the alert event's publication", buckets=LATENCY_BUCKETS, registry=registry)
+
+
+class StreamCollector:
+    """Per-stream figures straight from each source's counters when Prometheus scrapes."""
+
+    def __init__(self, daemon):
+        self.daemon = daemon
+
+    def collect(self):
+        fps_in = GaugeMetricFamily("deepfake_stream_fps_in", "Frames decoded per second", labels=["stream"])
+        emitted = CounterMetricFamily("deepfake_stream_frames_emitted", "Frames sampled for analysis", labels=["stream"])
+        decoded = CounterMetricFamily("deepfake_stream_frames_decoded", "Frames decoded", labels=["stream"])
+        dropped = CounterMetricFamily("deepfake_stream_frames_dropped", "Frames dropped, by reason",
+                                      labels=["stream", "reason"])
+        reconnects = CounterMetricFamily("deepfake_stream_reconnects", "Sessions re-established", labels=["stream"])
+        up = GaugeMetricFamily("deepfake_stream_up", "1 while the stream delivers frames", labels=["stream"])
+        scored = CounterMetricFamily("deepfake_stream_crops_scored", "Crops scored", labels=["stream"])
+        for status in self.daemon.stream_statuses():
+            stream = status["id"]
+            fps_in.add_metric([stream], status.get("fps", 0.0))
+            emitted.add_metric([stream], status.get("frames_emitted", 0))
+            decoded.add_metric([stream], status.get("frames_decoded", 0))
+            for reason, count in (status.get("dropped") or {}).items():
+                dropped.add_metric([stream, reason], count)
+            reconnects.add_metric([stream], status.get("reconnects", 0))
+            up.add_metric([stream], 1.0 if status.get("state") == "running" else 0.0)
+            scored.add_metric([stream], status.get("crops_scored", 0))
+        yield from (fps_in, emitted, decoded, dropped, reconnects, up, scored)
+        gpu = GaugeMetricFamily("deepfake_gpu_memory_bytes", "GPU memory allocated by the worker", labels=["device"])
+        for device, used in self.daemon.gpu_memory().items():
+            gpu.add_metric([device], used)
+        yield gpu

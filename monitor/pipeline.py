@@ -1,0 +1,173 @@
+"""One stream's path after ingest: faces -> worker -> per-track windows and verdicts -> alert events."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .alerts import AlertLifecycle, AlertPublisher, ModelTag
+from .contracts import Frame, Score
+from .faces.pipeline import FaceCropper
+from .logs import get
+from .scoring import TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
+from .worker import InferencePool
+
+log = get(__name__)
+
+
+@dataclass
+class TrackState:
+    window: TrackWindow
+    lifecycle: AlertLifecycle
+    verdict: VerdictState = field(default_factory=VerdictState)
+    statistic: float | None = None
+
+
+class StreamPipeline:
+    def __init__(self, stream_id: str, cropper: FaceCropper, pool: InferencePool, publisher: AlertPublisher,
+                 window: WindowPolicy, policy: VerdictPolicy, model: ModelTag, instance: str,
+                 update_interval_s: float, metrics):
+        self.stream_id, self.cropper, self.pool, self.publisher = stream_id, cropper, pool, publisher
+        self.window, self.policy, self.model, self.instance = window, policy, model, instance
+        self.update_interval_s, self.metrics = update_interval_s, metrics
+        # One thread per stream, always the same one: mediapipe's detector must not hop between threads.
+        self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"faces-{stream_id}")
+        self.tracks: dict[int, TrackState] = {}
+        self.frames_in = 0
+        self.crops_scored = 0
+        self.last_frame_at: float | None = None
+        self._busy = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closed = False
+        self._pending: set[asyncio.Task] = set()
+        self._last_state_push = 0.0
+
+    @property
+    def verdict(self) -> str:
+        return most_severe([t.verdict.verdict for t in self.tracks.values()])
+
+    async def handle(self, frame: Frame) -> None:
+        """Faces of one frame go to the worker; a frame that arrives while the previous is still being cropped
+        is skipped (the newest wins), so face detection never makes a stream fall behind."""
+        if self._closed:
+            return
+        self.frames_in += 1
+        self.last_frame_at = frame.captured_at
+        if self._busy:
+            self.metrics.frames_skipped.labels(self.stream_id).inc()
+            return
+        self._busy = True
+        self._idle.clear()
+        try:
+            loop = asyncio.get_running_loop()
+            ended, result = await loop.run_in_executor(self.executor, self._crop, frame)
+        finally:
+            self._busy = False
+            self._idle.set()
+        for track_id in ended:
+            await self._end_track(track_id, "track_ended")
+        for track_id, reason in result.skipped_tracks:
+            self._track(track_id).window.skip(frame.captured_at, reason)
+        for crop in result.crops:
+            self._track(crop.track_id)
+            task = asyncio.create_task(self._scored(self.pool.submit(crop)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        self._push_state()  # rate-limited: at most once a second
+
+    def _crop(self, frame: Frame):
+        ended = self.cropper.tracker.expire(frame.captured_at)
+        return ended, self.cropper.process(frame)
+
+    def _track(self, track_id: int) -> TrackState:
+        if track_id not in self.tracks:
+            self.tracks[track_id] = TrackState(
+                TrackWindow(self.window),
+                AlertLifecycle(self.stream_id, track_id, self.window, self.policy, self.model, self.instance,
+                               self.update_interval_s))
+        return self.tracks[track_id]
+
+    async def _scored(self, future: asyncio.Future) -> None:
+        try:
+            score: Score = await future
+        except Exception as e:  # a failed batch: nothing to add to the window
+            log.warning("scoring failed", stream_id=self.stream_id, error=str(e))
+            return
+        if score.ok:
+            self.crops_scored += 1
+        track = self.tracks.get(score.track_id)
+        if track is None:
+            return  # the track ended meanwhile
+        if not score.ok:
+            track.window.skip(score.frame_time, score.dropped)
+            return
+        track.window.add(score.frame_time, score.p_fake)
+        await self._evaluate(score.track_id, track, time.time())
+
+    async def _evaluate(self, track_id: int, track: TrackState, now: float) -> None:
+        stats = track.window.stats(now)
+        track.statistic = stats.value
+        track.verdict = step(track.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy)
+        event = track.lifecycle.observe(track.verdict.verdict, stats, now)
+        if event is not None:
+            await self._publish(event)
+        self._push_state()
+
+    async def _publish(self, event) -> None:
+        await self.publisher.publish(event)
+        data = event.to_dict()
+        last_frame = data["times"].get("last_frame")
+        if last_frame is not None:
+            self.metrics.frame_to_alert.observe(max(0.0, time.time() - last_frame))
+        log.info("alert", stream_id=self.stream_id, alert_id=event.alert_id, type=event.type,
+                 verdict=event.verdict, track_id=event.track_id)
+
+    async def _end_track(self, track_id: int, reason: str) -> None:
+        track = self.tracks.pop(track_id, None)
+        if track is None:
+            return
+        event = track.lifecycle.end(reason, track.window.stats(time.time()))
+        if event is not None:
+            await self._publish(event)
+        self._push_state(force=True)
+
+    async def close(self, reason: str) -> None:
+        """The stream ended, was removed, or the daemon stops: close every open alert."""
+        for task in list(self._pending):
+            task.cancel()
+        await asyncio.gather(*self._pending, return_exceptions=True)
+        for track_id in list(self.tracks):
+            await self._end_track(track_id, reason)
+        self._push_state(force=True)
+
+    async def shutdown(self, reason: str) -> None:
+        """Stop taking frames, close open alerts, and release the face detector once it is idle (closing a
+        mediapipe detector while another thread runs it would block)."""
+        self._closed = True
+        await self.close(reason)
+        await self._idle.wait()
+        await asyncio.get_running_loop().run_in_executor(self.executor, self.cropper.close)
+        self.executor.shutdown(wait=False)
+
+    def status(self) -> dict:
+        return {
+            "verdict": self.verdict, "frames_in": self.frames_in, "crops_scored": self.crops_scored,
+            "tracks": {str(t): {"verdict": s.verdict.verdict, "statistic": s.statistic,
+                                "alert_id": s.lifecycle.alert_id} for t, s in self.tracks.items()},
+            "last_frame_at": self.last_frame_at,
+        }
+
+    def _push_state(self, force: bool = False) -> None:
+        now = time.time()
+        if not force and now - self._last_state_push < 1.0:
+            return
+        self._last_state_push = now
+        statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
+        self.publisher.set_stream_state(self.stream_id, {
+            "verdict": self.verdict, "score": max(statistics) if statistics else None,
+            "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
+            "last_frame_at": self.last_frame_at, "updated_at": now, "instance": self.instance,
+        })
