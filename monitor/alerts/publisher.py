@@ -113,6 +113,7 @@ class AlertPublisher:
         self._states: dict[str, dict] = {}  # stream state not yet written
         self._tasks: list[asyncio.Task] = []
         self._outage_logged = False
+        self._closing = False
         self.up = False
 
     async def start(self, require_auth_ok: bool = True) -> None:
@@ -151,9 +152,12 @@ class AlertPublisher:
 
     async def close(self, flush_timeout: float = 5.0) -> None:
         await self.flush(flush_timeout)
+        # The loops also check the flag: redis-py may turn a cancellation inside a call into its own error.
+        self._closing = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=self.settings.timeout_s + 1)
         try:
             await self.redis.delete(self.settings.instance_key(self.instance))
         except RedisError:
@@ -165,7 +169,7 @@ class AlertPublisher:
 
     async def _deliver_forever(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._closing:
             if not len(self.spool) and not self._states:
                 self._wake.clear()
                 await self._wake.wait()
@@ -206,7 +210,7 @@ class AlertPublisher:
 
     async def _heartbeat_forever(self) -> None:
         ttl = self.settings.heartbeat_ttl_s
-        while True:
+        while not self._closing:
             try:
                 await self.redis.set(self.settings.instance_key(self.instance),
                                      json.dumps({"instance": self.instance, "at": time.time()}), ex=max(1, int(ttl)))
