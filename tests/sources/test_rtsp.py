@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from aio import collect, wait_for
 from servers import RtspServer
 
 from monitor.sources import ERROR, RECONNECTING, RUNNING, PyAVSource, SourceManager, SourceSettings, open_containers
@@ -19,29 +20,6 @@ def rtsp():
     server = RtspServer().start()
     yield server
     server.stop()
-
-
-async def collect(source, seconds):
-    frames = []
-
-    async def reader():
-        async for frame in source.frames():
-            frames.append(frame)
-
-    task = asyncio.create_task(reader())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return frames
-
-
-async def wait_for(predicate, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await asyncio.sleep(step)
-    return predicate()
 
 
 async def test_live_stream_is_sampled_at_the_configured_rate(rtsp):

@@ -6,6 +6,7 @@ import time
 import aiohttp
 import numpy as np
 import pytest
+from aio import collect, wait_for
 from aiohttp import web
 from aiortc.mediastreams import VideoStreamTrack
 from media import write_mp4
@@ -48,27 +49,6 @@ async def server():
     assert not endpoint.peer_connections
 
 
-async def frames_for(source, seconds):
-    frames = []
-
-    async def read():
-        async for frame in source.frames():
-            frames.append(frame)
-
-    task = asyncio.create_task(read())
-    await asyncio.sleep(seconds)
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    return frames
-
-
-async def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and not predicate():
-        await asyncio.sleep(0.05)
-    return predicate()
-
-
 @pytest.mark.parametrize("codec", ["H264", "VP8"])
 async def test_publish_frames_arrive_then_delete_ends(server, clip, codec):
     base, endpoint, sessions = server
@@ -78,7 +58,7 @@ async def test_publish_frames_arrive_then_delete_ends(server, clip, codec):
     assert response.headers["Access-Control-Expose-Headers"]
     source = sessions[0]
     assert await wait_for(lambda: source.state == RUNNING, 15)
-    frames = await frames_for(source, 3.0)
+    frames = await collect(source, 3.0)
     rate = len(frames) / 3.0
     print(f"{codec}: {rate:.1f} frames/s at sample_fps=5, {source.stats.fps(time.time()):.1f} fps received")
     assert 3.0 <= rate <= 6.5

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""The whole daemon on N concurrent RTSP streams, against bare decode + face detection of the same streams.
+
+Starts a redis-server and GStreamer's RTSP server (as the tests do), serves an H.264 clip of faces, runs
+`monitor run` as a child process with a tiny checkpoint in the published format (or `--size L14` on
+`--device cuda`: the untrained full-size network), and measures: frames/s in, crops/s scored, frame-to-alert
+latency (event `published_at` minus the newest frame in its window), the daemon's CPU per stream-second and
+RSS over time; then, in this process, bare PyAV decoding + mediapipe detection of the same streams at the
+same sampling rate. Last line:
+`RESULT overhead_ratio=... frame_to_alert_p50_ms=... frame_to_alert_p99_ms=... streams=... rss_growth_mb=...`.
+
+  python bench/e2e.py --quick
+  python bench/e2e.py --device cuda --size L14 --streams 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import av  # noqa: E402
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+from media import face_frames, write_mp4  # noqa: E402
+from PIL import Image  # noqa: E402
+from servers import RedisServer, RtspServer, free_port  # noqa: E402
+
+from monitor.faces.detect import FaceDetector  # noqa: E402
+
+FACES = ROOT.parent / "shared" / "fixtures" / "faces"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def proc_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def bare(url: str, seconds: float, fps: float, counts: list, index: int, start: threading.Barrier) -> None:
+    container = av.open(url, options={"rtsp_transport": "tcp", "timeout": "10000000"}, timeout=(10, 5))
+    stream = container.streams.video[0]
+    stream.codec_context.thread_count = 1
+    detector = FaceDetector()
+    start.wait()
+    deadline, next_sample = time.monotonic() + seconds, 0.0
+    for frame in container.decode(stream):
+        now = time.monotonic()
+        if now >= next_sample:
+            detector.detect(frame.to_ndarray(format="rgb24"))
+            next_sample = now + 1 / fps
+            counts[index] += 1
+        if now > deadline:
+            break
+    detector.close()
+    container.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--sample-fps", type=float, default=2.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--size", choices=("tiny", "L14"), default="tiny")
+    parser.add_argument("--quick", action="store_true", help="2 streams for 15 s (< 1 min)")
+    args = parser.parse_args()
+    if args.quick:
+        args.streams, args.seconds = 2, 15
+    crops = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FACES.rglob("*.png"))[::4]]
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        clip = write_mp4(tmp / "faces.mp4", face_frames(crops, int(25 * (args.seconds + 30)), size=(640, 480)))
+        if args.size == "tiny":
+            from reference_models import make_lightning  # the published format, built small (as the tests do)
+
+            make_lightning(tmp / "model.ckpt", width=64, layers=1)
+            model = f'path = "{tmp / "model.ckpt"}"'
+        else:
+            model = 'allow_untrained = true\nsize = "L14"'
+        with RedisServer() as redis_server, RtspServer(file=str(clip)) as rtsp:
+            port = free_port()
+            streams = "".join(f'[[streams]]\nid = "s{i}"\nurl = "{rtsp.url("file")}"\n' for i in range(args.streams))
+            (tmp / "monitor.toml").write_text(f"""
+[model]
+{model}
+devices = ["{args.device}"]
+[sampling]
+sample_fps = {args.sample_fps}
+[verdict]
+suspicious = 0.01
+manipulated = 0.99
+enter_crops = 2
+enter_seconds = 0
+[window]
+min_crops = 2
+[alerts]
+spool_dir = "{tmp / 'spool'}"
+update_interval_s = 0
+[redis]
+url = "{redis_server.url}"
+[http]
+port = {port}
+[logging]
+format = "json"
+{streams}""")
+            daemon = subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(tmp / "monitor.toml")],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                deadline = time.monotonic() + 180
+                while time.monotonic() < deadline:
+                    try:
+                        if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+                            break
+                    except OSError:
+                        time.sleep(0.5)
+                time.sleep(5)  # streams open, tracks form
+                status = lambda: json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/streams").read())["streams"]  # noqa: E731
+                before = status()
+                cpu0, wall0, rss = proc_cpu_s(daemon.pid), time.monotonic(), [proc_rss_mb(daemon.pid)]
+                while time.monotonic() - wall0 < args.seconds:
+                    time.sleep(min(5, args.seconds / 4))
+                    rss.append(proc_rss_mb(daemon.pid))
+                cpu, wall = proc_cpu_s(daemon.pid) - cpu0, time.monotonic() - wall0
+                after = status()
+            finally:
+                daemon.send_signal(signal.SIGTERM)
+                daemon.wait(timeout=60)
+            events = [json.loads(f["event"]) for _, f in
+                      redis.Redis.from_url(redis_server.url, decode_responses=True).xrange("deepfake:events")]
+            frames_in = sum(a["frames_in"] - b["frames_in"] for a, b in zip(after, before)) / wall
+            scored = sum(a["crops_scored"] - b["crops_scored"] for a, b in zip(after, before)) / wall
+            latencies = [(e["times"]["published_at"] - e["times"]["last_frame"]) * 1e3 for e in events
+                         if e["times"].get("last_frame") and e["type"] != "closed"]  # closes come after absence
+            daemon_cpu = cpu / (args.streams * wall)
+            counts = [0] * args.streams
+            barrier = threading.Barrier(args.streams + 1)
+            threads = [threading.Thread(target=bare, args=(rtsp.url("file"), args.seconds, args.sample_fps, counts, i,
+                                                           barrier)) for i in range(args.streams)]
+            for t in threads:
+                t.start()
+            barrier.wait()
+            bare_cpu0, bare_wall0 = time.process_time(), time.monotonic()
+            for t in threads:
+                t.join()
+            bare_cpu = (time.process_time() - bare_cpu0) / (args.streams * (time.monotonic() - bare_wall0))
+    p50, p99 = (np.percentile(latencies, [50, 99]) if latencies else (float("nan"), float("nan")))
+    print(f"{args.streams} streams x {wall:.0f} s ({args.size} on {args.device}): {frames_in:.1f} frames/s in, "
+          f"{scored:.1f} crops/s scored, {len(latencies)} alert events")
+    print(f"daemon CPU {daemon_cpu:.3f} s per stream-second vs bare decode + detect {bare_cpu:.3f}; "
+          f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB; frame-to-alert p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    print(f"RESULT overhead_ratio={daemon_cpu / bare_cpu:.3f} frame_to_alert_p50_ms={p50:.1f} "
+          f"frame_to_alert_p99_ms={p99:.1f} streams={args.streams} rss_growth_mb={rss[-1] - rss[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
