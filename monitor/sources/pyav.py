@@ -203,9 +203,15 @@ class PyAVSource:
         wall_start = media_start = None
         next_emit = None
         last_frame = time.monotonic()
+        keyframes_only = self.settings.mode == "keyframes"
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return
+            if keyframes_only and not packet.is_keyframe and packet.size:
+                # Read (so the session never backs up) but not decoded: the decoder would skip it anyway.
+                # With keyframes seconds apart, arriving packets are what proves the stream alive.
+                last_frame = time.monotonic()
+                continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
