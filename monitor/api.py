@@ -8,7 +8,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import ConfigError, StreamConfig
+from .config import ConfigError
 from .redact import redact
 
 
@@ -84,4 +84,4 @@ def build_app(daemon) -> web.Application:
     return app
 
 
-__all__ = ["build_app", "StreamConfig"]
+__all__ = ["build_app"]

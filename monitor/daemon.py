@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -158,9 +157,7 @@ class Daemon:
 
     def validate_stream(self, data: dict) -> StreamConfig:
         """A stream definition, checked against the running config's defaults."""
-        merged = {**self.config.model_dump(mode="json"), "streams": [data]}
-        merged.pop("instance", None)
-        return config_module.parse({**merged, "instance": self.config.instance}).streams[0]
+        return config_module.parse({**self.config.model_dump(mode="json"), "streams": [data]}).streams[0]
 
     def has_stream(self, stream_id: str) -> bool:
         return stream_id in self.stream_configs
@@ -332,4 +329,4 @@ async def _stop_quietly(daemon: Daemon) -> None:
         pass
 
 
-__all__ = ["Daemon", "run", "Path"]
+__all__ = ["Daemon", "run"]

@@ -32,6 +32,7 @@ from .base import (
     SourceStats,
     classify,
 )
+from .sampling import RateSampler, to_frame
 from .slot import FrameSlot
 
 log = logging.getLogger(__name__)
@@ -198,10 +199,9 @@ class PyAVSource:
             self._close(container)
 
     def _decode(self, container, stream) -> None:
-        period = 1.0 / self.settings.sample_fps
         paced = not self.is_live and self.settings.realtime
         wall_start = media_start = None
-        next_emit = None
+        sampler = RateSampler(self.settings.sample_fps)
         last_frame = time.monotonic()
         keyframes_only = self.settings.mode == "keyframes"
         for packet in container.demux(stream):
@@ -236,22 +236,13 @@ class PyAVSource:
                         return
                 # The sampling clock: wall time for live and paced input, media time when decoding flat out.
                 clock = media_time if (not self.is_live and not paced and media_time is not None) else time.monotonic()
-                if next_emit is None or clock >= next_emit:
-                    next_emit = clock + period if next_emit is None or clock - next_emit > period else next_emit + period
-                    self._emit(frame, now)
+                if sampler.due(clock):
+                    self.stats.frames_emitted += 1
+                    self._loop.call_soon_threadsafe(self._deliver, to_frame(self.stream_id, next(self._seq), frame, now))
             if now_mono - last_frame > self.settings.stall_timeout_s:
                 self.stats.stalls += 1
                 self._set_state(STALLED, "stall", "packets arrive but no frame decodes")
                 raise SourceFailure("stall", f"stall: no frame for {self.settings.stall_timeout_s:.1f} s")
-        if self.is_live and not self._stop.is_set():
-            return  # the server closed the session; the caller reconnects
-
-    def _emit(self, frame, now: float) -> None:
-        image = frame.to_ndarray(format="rgb24")
-        pts = float(frame.time) if frame.time is not None else None
-        record = Frame(self.stream_id, next(self._seq), now, pts, image, bool(frame.key_frame))
-        self.stats.frames_emitted += 1
-        self._loop.call_soon_threadsafe(self._deliver, record)
 
     def _deliver(self, frame: Frame) -> None:
         if self._slot.put(frame):  # the consumer had not taken the previous frame: the newest wins

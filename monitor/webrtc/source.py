@@ -14,8 +14,8 @@ import time
 
 from aiortc.mediastreams import MediaStreamError
 
-from ..contracts import Frame
 from ..sources.base import ENDED, RUNNING, STARTING, SourceStats
+from ..sources.sampling import RateSampler, to_frame
 from ..sources.slot import FrameSlot
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ class WebRtcSource:
         self._slot = FrameSlot()
         self._tasks: list[asyncio.Task] = []
         self._seq = itertools.count()
-        self._next_emit: float | None = None
         self._last_media = time.monotonic()
         self.on_end = None  # callback(source), set by the endpoint: closes the peer connection
         self.track = None
@@ -49,7 +48,7 @@ class WebRtcSource:
         self._tasks.append(asyncio.create_task(self._watchdog(), name=f"whip-watchdog-{self.stream_id}"))
 
     async def _drain_video(self, track) -> None:
-        period = 1.0 / self.sample_fps
+        sampler = RateSampler(self.sample_fps)
         try:
             while True:
                 frame = await track.recv()
@@ -58,10 +57,10 @@ class WebRtcSource:
                 self.stats.decoded(now)
                 if self.state != RUNNING:
                     self.state, self.reason, self.detail = RUNNING, None, ""
-                if self._next_emit is None or mono >= self._next_emit:
-                    self._next_emit = mono + period if self._next_emit is None or mono - self._next_emit > period \
-                        else self._next_emit + period
-                    self._emit(frame, now)
+                if sampler.due(mono):
+                    self.stats.frames_emitted += 1
+                    if self._slot.put(to_frame(self.stream_id, next(self._seq), frame, now)):
+                        self.stats.dropped["stale"] += 1
         except MediaStreamError:
             self.end("closed", "the publisher's track ended")
 
@@ -78,13 +77,6 @@ class WebRtcSource:
             if time.monotonic() - self._last_media > self.media_timeout_s:
                 self.end("media_timeout", f"no media for {self.media_timeout_s:.1f} s")
                 return
-
-    def _emit(self, frame, now: float) -> None:
-        image = frame.to_ndarray(format="rgb24")
-        pts = float(frame.time) if frame.time is not None else None
-        self.stats.frames_emitted += 1
-        if self._slot.put(Frame(self.stream_id, next(self._seq), now, pts, image, bool(frame.key_frame))):
-            self.stats.dropped["stale"] += 1
 
     def end(self, reason: str, detail: str = "") -> None:
         """End the session (idempotent): state `ended` with a reason; closes the peer connection."""
