@@ -27,7 +27,7 @@ class SourceSettings(BaseModel):
     mode: Literal["full", "keyframes"] = Field("full", description="keyframes: decode only keyframes (cheap)")
     transport: Literal["tcp", "udp"] = Field("tcp", description="RTSP transport")
     open_timeout_s: float = Field(10.0, gt=0, description="bound on connecting and opening")
-    stall_timeout_s: float = Field(5.0, gt=0, description="no frame for this long: restart the stream")
+    stall_timeout_s: float = Field(5.0, gt=0, description="no data or no frame for this long: restart the stream")
     decoder_threads: int = Field(1, ge=1, le=4, description="decoder threads per stream")
     backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay")
     backoff_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")
