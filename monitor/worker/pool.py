@@ -4,6 +4,11 @@
 has waited `max_wait_ms`; crops whose frame is older than `staleness_ms` are answered `stale` instead of
 scored. Each device has one dispatcher coroutine and one thread that runs the model, so the event loop
 never runs it; an idle device takes the next batch, so work goes to the least-loaded device.
+
+Under saturation a device holds a second full batch behind the one it is running: the device thread then
+goes straight from one batch to the next instead of waiting for the event loop to hand out results and
+form the next batch. Partial (deadline) batches only go to a device with nothing in flight, so a light
+load keeps its latency bound of `max_wait_ms` plus one batch.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from .metrics import WorkerMetrics
 from .queue import FairQueue, Pending
 
 log = logging.getLogger(__name__)
+
+PIPELINE_DEPTH = 2  # batches a device may hold: the running one and the next
 
 
 @dataclass
@@ -57,7 +64,7 @@ class DeviceRunner:
     metrics: WorkerMetrics
     executor: ThreadPoolExecutor = field(init=False)
     last_progress: float = field(default_factory=time.monotonic)
-    busy: bool = False
+    in_flight: int = 0  # batches handed to the device thread and not yet answered
     _oom_logged: bool = False
 
     def __post_init__(self):
@@ -75,8 +82,15 @@ class DeviceRunner:
             self.detector.score_uint8(np.zeros((bucket, crop_size, crop_size, 3), np.uint8))
         self.last_progress = time.monotonic()
 
+    def run_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
+        """Runs on the device thread (the copy into one array too, off the event loop).
+        Returns p_fake and the seconds the device spent on the batch."""
+        started = time.monotonic()
+        p_fake = self.score(np.stack(images))
+        return p_fake, time.monotonic() - started
+
     def score(self, crops: np.ndarray) -> np.ndarray:
-        """Runs on the device thread. On CUDA out-of-memory, halve the batch limit and retry in parts."""
+        """On CUDA out-of-memory, halve the batch limit and retry in parts."""
         try:
             return self.detector.score_uint8(crops)
         except torch.cuda.OutOfMemoryError:
@@ -161,8 +175,13 @@ class InferencePool:
             self._answer([pending], "shutdown", "worker not running")
             return pending.future
         self._answer(self.queue.put(pending), "queue_full", "evicted by fair admission")
-        self.metrics.queue_depth.set(len(self.queue))
-        self._changed.set()
+        size = len(self.queue)
+        self.metrics.queue_depth.set(size)
+        # Wake the dispatchers only when it can matter: a first crop starts a deadline, a batch has just
+        # become full. (A crop adds one at most, and dispatchers look again after every batch, so no
+        # crossing is missed; waking them on every crop cost more event-loop time than submit itself.)
+        if size == 1 or any(size == r.max_batch for r in self.runners):
+            self._changed.set()
         return pending.future
 
     async def score(self, crop: FaceCrop) -> Score:
@@ -183,64 +202,85 @@ class InferencePool:
     # --- dispatching -------------------------------------------------------------------------------------
 
     async def _dispatch(self, runner: DeviceRunner) -> None:
+        batches: set[asyncio.Task] = set()
+        try:
+            while await self._wait_for_batch(runner):
+                self._answer(self.queue.drop_stale(time.time(), self.config.staleness_ms / 1000), "stale",
+                             f"frame older than {self.config.staleness_ms:.0f} ms before inference")
+                batch = self.queue.take(runner.max_batch)
+                self.metrics.queue_depth.set(len(self.queue))
+                if not batch:
+                    continue
+                runner.in_flight += 1
+                self._in_flight += len(batch)
+                task = asyncio.create_task(self._run_batch(runner, batch))
+                batches.add(task)
+                task.add_done_callback(batches.discard)
+            await asyncio.gather(*batches)
+        finally:
+            for task in batches:  # the dispatcher was cancelled: so are its batches, which answer their crops
+                task.cancel()
+
+    async def _run_batch(self, runner: DeviceRunner, batch: list[Pending]) -> None:
+        started = time.monotonic()
+        for item in batch:
+            self.metrics.queue_wait.labels(runner.name).observe(started - item.queued_mono)
+        self.metrics.batch_size.labels(runner.name).observe(len(batch))
         loop = asyncio.get_running_loop()
-        while True:
-            if not await self._wait_for_batch(runner):
-                return
-            self._answer(self.queue.drop_stale(time.time(), self.config.staleness_ms / 1000), "stale",
-                         f"frame older than {self.config.staleness_ms:.0f} ms before inference")
-            batch = self.queue.take(runner.max_batch)
-            self.metrics.queue_depth.set(len(self.queue))
-            if not batch:
-                continue
-            started = time.monotonic()
+        try:
+            p_fake, device_s = await loop.run_in_executor(runner.executor, runner.run_batch,
+                                                          [item.crop.crop for item in batch])
+        except asyncio.CancelledError:
+            self._answer(batch, "shutdown", "worker stopped during inference")
+            raise
+        except Exception as e:  # one bad batch fails its own futures; the worker goes on
+            self.metrics.failed_batches.labels(runner.name).inc()
+            log.error("inference batch of %d on %s failed: %s", len(batch), runner.name, e)
+            error = WorkerError(f"inference failed on {runner.name}: {type(e).__name__}: {e}")
             for item in batch:
-                self.metrics.queue_wait.labels(runner.name).observe(started - item.queued_mono)
-            self.metrics.batch_size.labels(runner.name).observe(len(batch))
-            self._in_flight += len(batch)
-            runner.busy = True
-            try:
-                crops = np.stack([item.crop.crop for item in batch])
-                p_fake = await loop.run_in_executor(runner.executor, runner.score, crops)
-            except Exception as e:  # one bad batch fails its own futures; the worker goes on
-                self.metrics.failed_batches.labels(runner.name).inc()
-                log.error("inference batch of %d on %s failed: %s", len(batch), runner.name, e)
-                error = WorkerError(f"inference failed on {runner.name}: {type(e).__name__}: {e}")
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(error)
-                self._changed.set()
-                continue
-            finally:
-                self._in_flight -= len(batch)
-                runner.busy = False
-            runner.last_progress = time.monotonic()
-            self.metrics.inference.labels(runner.name).observe(runner.last_progress - started)
-            self.metrics.scored.labels(runner.name).inc(len(batch))
-            scored_at = time.time()
-            for item, p in zip(batch, p_fake):
                 if not item.future.done():
-                    item.future.set_result(self._score(item, float(p), scored_at))
-            self._changed.set()  # a dispatcher that was waiting for a device may have a full batch now
+                    item.future.set_exception(error)
+            return
+        finally:
+            runner.in_flight -= 1
+            self._in_flight -= len(batch)
+            self._changed.set()  # a dispatcher waiting for its device may go on
+        runner.last_progress = time.monotonic()
+        self.metrics.inference.labels(runner.name).observe(device_s)
+        self.metrics.scored.labels(runner.name).inc(len(batch))
+        scored_at = time.time()
+        for item, p in zip(batch, p_fake):
+            if not item.future.done():
+                item.future.set_result(self._score(item, float(p), scored_at))
+
+    def _may_take(self, runner: DeviceRunner, full: bool) -> bool:
+        """An idle device takes any due batch; a busy one holds at most one more, only a full one, and only
+        while no other device is idle (which then gets it: the least-loaded device)."""
+        if runner.in_flight == 0:
+            return True
+        return full and runner.in_flight < PIPELINE_DEPTH and all(r.in_flight for r in self.runners)
 
     async def _wait_for_batch(self, runner: DeviceRunner) -> bool:
-        """Wait until a batch is due: `max_batch` crops, the oldest waited `max_wait_ms`, or shutdown.
-        Returns False when the dispatcher should exit."""
+        """Wait until this device should take a batch: `max_batch` crops, the oldest waited `max_wait_ms`,
+        or shutdown with crops left to drain. Returns False when the dispatcher should exit."""
         max_wait = self.config.max_wait_ms / 1000
         while True:
             size = len(self.queue)
             if not self._accepting and (size == 0 or not self._draining):
                 return False
-            if size >= runner.max_batch or (size and not self._accepting):
-                return True
             timeout = None
-            if size:
-                timeout = max_wait - (time.monotonic() - self.queue.oldest_mono())
-                if timeout <= 0:
+            if size >= runner.max_batch or (size and not self._accepting):
+                if self._may_take(runner, full=size >= runner.max_batch):
                     return True
+            elif size:
+                timeout = max_wait - (time.monotonic() - self.queue.oldest_mono())
+                if timeout <= 0 and self._may_take(runner, full=False):
+                    return True
+                timeout = None if timeout <= 0 else timeout  # due, but the device is busy: wait for it
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._changed.wait()
             except TimeoutError:
                 pass
 

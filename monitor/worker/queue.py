@@ -50,9 +50,10 @@ class FairQueue:
             largest = max(self._streams, key=lambda s: len(self._streams[s]))
             evicted.append(self._streams[largest].popleft())
             self._size -= 1
+            if not self._streams[largest] and largest != stream:
+                del self._streams[largest]
         own.append(item)
         self._size += 1
-        self._prune()
         return evicted
 
     def oldest_mono(self) -> float | None:

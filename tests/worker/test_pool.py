@@ -102,6 +102,37 @@ async def test_no_crop_waits_longer_than_deadline_plus_one_batch(checkpoint):
     assert max(waits) < bound
 
 
+class RecordingDetector(Detector):
+    """The real tiny model; each call notes how many batches its device held when it finished."""
+
+    def score_uint8(self, crops):
+        result = super().score_uint8(crops)
+        self.held_at_end.append((len(crops), self.pool.runners[0].in_flight))
+        return result
+
+
+async def test_a_saturated_device_holds_the_next_full_batch_and_a_light_load_never_queues(checkpoint):
+    base = Detector.load(checkpoint, device="cpu")
+    detector = RecordingDetector(base.network, base.info, device="cpu")
+    detector.pool = pool = InferencePool([detector], WorkerConfig(max_batch=8, max_wait_ms=5),
+                                         WorkerMetrics(CollectorRegistry()))
+    detector.held_at_end = []
+    await pool.start()
+    detector.held_at_end = []  # not the warm-up calls
+    # Saturation: 6 full batches at once. Each batch but the last finishes with the next one already
+    # handed to the device thread, so the device never waits for the event loop between batches.
+    scores = await asyncio.gather(*(pool.submit(crop(f"s{i % 3}", i)) for i in range(48)))
+    assert all(s.ok for s in scores)
+    assert [size for size, _ in detector.held_at_end] == [8] * 6
+    assert [held for _, held in detector.held_at_end] == [2] * 5 + [1]
+    # A light load: partial batches never queue behind a running one.
+    detector.held_at_end = []
+    for i in range(5):
+        await asyncio.gather(*(pool.submit(crop("light", 100 * i + k)) for k in range(3)))
+    await pool.stop()
+    assert detector.held_at_end == [(3, 1)] * 5
+
+
 async def test_flooding_stream_cannot_starve_a_slow_one(checkpoint):
     registry = CollectorRegistry()
     pool = await started_pool(checkpoint, registry, max_batch=8, max_wait_ms=10, queue_capacity=16)
