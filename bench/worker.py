@@ -10,7 +10,7 @@ the model's own speed drifts by +-20 % from second to second, and pairing cancel
 `RESULT worker_vs_direct_ratio=... p50_ms=... p99_ms=...` (at saturation).
 
   python bench/worker.py --quick                  # CPU, tiny model, < 1 min
-  python bench/worker.py --device cuda --size L14 # a GPU host
+  python bench/worker.py --device cuda --size L14 [--compile max-autotune]  # a GPU host
 """
 
 from __future__ import annotations
@@ -81,12 +81,14 @@ async def run_scenario(pool: InferencePool, streams: int, offered: float, second
 async def main_async(args) -> None:
     arch = TINY if args.size == "tiny" else VIT_L14
     detector = Detector.untrained(arch, device=args.device, precision=args.precision)
+    if args.compile:  # compiled for the direct calls too; the worker's warm-up then compiles its buckets
+        detector.compile(args.compile)
     seconds = 2.0 if args.quick else 8.0
     direct = direct_throughput(detector, args.max_batch, seconds / 2)
     print(f"device {detector.device}, {args.size}, {detector.precision}: direct calls at batch {args.max_batch}: "
           f"{direct:.1f} crops/s")
     config = WorkerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, staleness_ms=args.staleness_ms,
-                          queue_capacity=args.queue_capacity, buckets=(1, 8, 32, 64, 128))
+                          queue_capacity=args.queue_capacity, buckets=(1, 8, 32, 64, 128), compile=args.compile)
     pool = InferencePool([detector], config, WorkerMetrics(CollectorRegistry()))
     await pool.start()
     loads = (0.5, 2.0) if args.quick else (0.25, 0.5, 0.9, 2.0)
@@ -127,6 +129,7 @@ def main() -> None:
     parser.add_argument("--max-wait-ms", type=float, default=20.0)
     parser.add_argument("--staleness-ms", type=float, default=1000.0)
     parser.add_argument("--queue-capacity", type=int, default=128)
+    parser.add_argument("--compile", default=None, help="torch.compile mode for the model and the worker's buckets")
     parser.add_argument("--rounds", type=int, default=None, help="paired saturation rounds (default 3, 5 without --quick)")
     parser.add_argument("--quick", action="store_true", help="short scenarios (< 1 min on CPU)")
     args = parser.parse_args()

@@ -53,6 +53,8 @@ class WorkerSettings(Strict):
     queue_capacity: int = Field(512, ge=1)
     buckets: list[int] = Field(default_factory=lambda: [1, 8, 32, 64, 128], min_length=1)
     cuda_graphs: bool = True
+    compile: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = Field(
+        None, description="torch.compile mode, one compiled shape per bucket (replaces cuda_graphs)")
     cpu_threads: int | None = Field(None, ge=1)
     watchdog_s: float = Field(30.0, gt=0, description="work waiting and no batch done this long: not healthy")
 

@@ -110,7 +110,7 @@ class Daemon:
         self.face_template = detectors[0].info.face_template
         worker_config = WorkerConfig(max_batch=w.max_batch, max_wait_ms=w.max_wait_ms, staleness_ms=w.staleness_ms,
                                      queue_capacity=w.queue_capacity, buckets=tuple(w.buckets),
-                                     cuda_graphs=w.cuda_graphs, cpu_threads=w.cpu_threads)
+                                     cuda_graphs=w.cuda_graphs, compile=w.compile, cpu_threads=w.cpu_threads)
         if w.cpu_threads:
             import torch
             torch.set_num_threads(w.cpu_threads)

@@ -121,7 +121,10 @@ class Detector:
     def compile(self, mode: str = "max-autotune") -> None:
         """torch.compile the network (fuses QuickGELU/LayerNorm, autotunes GEMMs; modes with CUDA graphs
         replay them). Compilation happens on the first call of each batch size: warm up before serving."""
+        if getattr(self, "compile_mode", None) == mode:
+            return  # already compiled (a worker's warm-up may ask again)
         self.network = torch.compile(self.network, mode=mode, dynamic=False)
+        self.compile_mode = mode
 
     @property
     def graph_batch_sizes(self) -> tuple[int, ...]:

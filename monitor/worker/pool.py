@@ -30,6 +30,7 @@ from .queue import FairQueue, Pending
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2  # batches a device may hold: the running one and the next
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
@@ -41,6 +42,7 @@ class WorkerConfig:
     buckets: tuple[int, ...] = (1, 8, 32, 64, 128)
     crop_size: int = 256
     cuda_graphs: bool = True  # capture one graph per bucket on CUDA devices
+    compile: str | None = None  # torch.compile mode (e.g. "max-autotune"): one compiled shape per bucket
     cpu_threads: int | None = None  # torch intra-op threads for CPU devices (None: torch's default)
 
     def __post_init__(self):
@@ -48,6 +50,8 @@ class WorkerConfig:
             raise ValueError("max_batch, queue_capacity and buckets must be positive")
         if self.max_wait_ms < 0 or self.staleness_ms <= 0:
             raise ValueError("max_wait_ms must be >= 0 and staleness_ms > 0")
+        if self.compile is not None and self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
 
 class WorkerError(RuntimeError):
@@ -65,6 +69,7 @@ class DeviceRunner:
     executor: ThreadPoolExecutor = field(init=False)
     last_progress: float = field(default_factory=time.monotonic)
     in_flight: int = 0  # batches handed to the device thread and not yet answered
+    pad_to_bucket: bool = False  # compiled shapes: every batch is padded up to a warm bucket
     _oom_logged: bool = False
 
     def __post_init__(self):
@@ -74,19 +79,32 @@ class DeviceRunner:
         self.buckets = tuple(sorted({b for b in self.buckets if b < self.max_batch} | {self.max_batch}))
         self.metrics.max_batch.labels(self.name).set(self.max_batch)
 
-    def warm_up(self, crop_size: int, cuda_graphs: bool) -> None:
-        """Run every bucket once (CUDA: capture graphs) so no live batch pays for first-call setup."""
-        if cuda_graphs and self.detector.device.type == "cuda":
+    def warm_up(self, crop_size: int, cuda_graphs: bool, compile_mode: str | None = None) -> None:
+        """Run every bucket once (CUDA: capture graphs; compile: compile each shape) so that no live batch
+        pays for first-call setup. With torch.compile, its own modes replace our CUDA graphs."""
+        if compile_mode:
+            self.detector.compile(compile_mode)
+            self.pad_to_bucket = True
+        elif cuda_graphs and self.detector.device.type == "cuda":
             self.detector.enable_cuda_graphs(self.buckets)
         for bucket in self.buckets:
+            started = time.monotonic()
             self.detector.score_uint8(np.zeros((bucket, crop_size, crop_size, 3), np.uint8))
+            if compile_mode:
+                log.info("compiled batch size %d on %s (%s) in %.1f s", bucket, self.name, compile_mode,
+                         time.monotonic() - started)
         self.last_progress = time.monotonic()
 
     def run_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """Runs on the device thread (the copy into one array too, off the event loop).
         Returns p_fake and the seconds the device spent on the batch."""
         started = time.monotonic()
-        p_fake = self.score(np.stack(images))
+        crops = np.stack(images)
+        if self.pad_to_bucket:  # a compiled network only has the buckets' shapes warm
+            bucket = next((b for b in self.buckets if b >= len(crops)), len(crops))
+            if bucket > len(crops):
+                crops = np.concatenate([crops, np.zeros((bucket - len(crops), *crops.shape[1:]), crops.dtype)])
+        p_fake = self.score(crops)[:len(images)]
         return p_fake, time.monotonic() - started
 
     def score(self, crops: np.ndarray) -> np.ndarray:
@@ -139,7 +157,8 @@ class InferencePool:
         """Warm every device up (in its own thread), then start dispatching. Ready afterwards."""
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(r.executor, r.warm_up, self.config.crop_size,
-                                                    self.config.cuda_graphs) for r in self.runners))
+                                                    self.config.cuda_graphs, self.config.compile)
+                               for r in self.runners))
         self._accepting = True
         self._dispatchers = [asyncio.create_task(self._dispatch(r), name=f"dispatch-{r.name}") for r in self.runners]
         self.ready = True

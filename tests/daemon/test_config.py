@@ -13,6 +13,7 @@ STREAM = '[[streams]]\nid = "cam1"\nurl = "rtsp://127.0.0.1:8554/live"\n'
 MALFORMED = {
     "wrong type": ('[worker]\nmax_batch = "many"\n', "worker.max_batch"),
     "negative batch": ("[worker]\nmax_batch = -4\n", "worker.max_batch"),
+    "unknown compile mode": ("[worker]\ncompile = \"fastest\"\n", "worker.compile"),
     "unknown top key": ("colour = 1\n", "colour: unknown key"),
     "unknown nested key": ("[redis]\nhostname = 'x'\n", "redis.hostname: unknown key"),
     "missing env secret": ('[redis]\nurl = "redis://:${NO_SUCH_SECRET_VAR}@127.0.0.1/0"\n', "redis.url"),

@@ -242,3 +242,26 @@ async def test_stall_is_detectable(checkpoint):
     await future
     assert not pool.stalled(0.3)
     await pool.stop()
+
+
+async def test_compiled_buckets_score_like_the_eager_model(checkpoint, crops):
+    # torch.compile on the CPU (inductor + the system C++ compiler), one bucket: every batch is padded to it.
+    base = Detector.load(checkpoint, device="cpu")
+    detector = RecordingDetector(base.network, base.info, device="cpu")
+    registry = CollectorRegistry()
+    detector.pool = pool = InferencePool([detector], WorkerConfig(max_batch=8, max_wait_ms=5, buckets=(8,),
+                                                                  compile="default"), WorkerMetrics(registry))
+    detector.held_at_end = []
+    started = time.monotonic()
+    await pool.start()
+    print(f"compiled one bucket in {time.monotonic() - started:.1f} s")
+    detector.held_at_end = []
+    scores = await asyncio.gather(*(pool.submit(crop("a", i, crops[i])) for i in range(11)))  # 8 + 3 (padded)
+    await pool.stop()
+    eager = Detector.load(checkpoint, device="cpu").score_uint8(crops[:11])
+    assert [s.frame_seq for s in scores] == list(range(11)) and all(s.ok for s in scores)
+    np.testing.assert_allclose([s.p_fake for s in scores], eager, atol=1e-5)
+    assert [size for size, _ in detector.held_at_end] == [8, 8]  # the 3 crops ran in the compiled shape
+    assert counter(registry, "deepfake_worker_batch_size_sum", device="cpu") == 11  # 8 + 3 real crops
+    with pytest.raises(ValueError, match="compile must be one of"):
+        WorkerConfig(compile="fastest")
