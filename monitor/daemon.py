@@ -285,9 +285,13 @@ class Daemon:
         if url.hostname not in ("127.0.0.1", "localhost"):
             raise ConfigError("redis.start_local: only for a redis URL on 127.0.0.1")
         port = url.port or 6379
-        self.local_redis = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        if shutil.which("setpriv"):  # util-linux: the server dies with us even if we are killed outright
+            command = ["setpriv", "--pdeathsig", "TERM", "--", *command]
+        # Its own process group: a Ctrl-C in the terminal reaches the daemon only, which publishes its
+        # `closed` events to this server before stopping it (it would otherwise die first, with them unsent).
+        self.local_redis = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            process_group=0)
         import socket
 
         deadline = time.monotonic() + 10

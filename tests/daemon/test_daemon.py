@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -248,3 +249,110 @@ async def _async(value):
 def _tail(tmp_path):
     path = tmp_path / "daemon.log"
     return path.read_text()[-3000:] if path.exists() else ""
+
+
+def children(pid: int) -> list[int]:
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
+def port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+def test_ctrl_c_with_a_local_redis_delivers_closed_events_and_a_killed_daemon_leaves_no_server(assets, tmp_path):
+    folder, clip = assets
+    http_port, redis_port = free_port(), free_port()
+    config = tmp_path / "monitor.toml"
+    config.write_text(f"""
+[model]
+path = "{folder / 'model.ckpt'}"
+devices = ["cpu"]
+[sampling]
+sample_fps = 4
+[window]
+min_crops = 2
+[verdict]
+suspicious = 0.01
+manipulated = 0.99
+enter_crops = 2
+enter_seconds = 0
+[alerts]
+spool_dir = "{tmp_path / 'spool'}"
+update_interval_s = 0
+[redis]
+start_local = true
+url = "redis://127.0.0.1:{redis_port}/0"
+[http]
+port = {http_port}
+[logging]
+format = "json"
+""")
+
+    def start(log_path):
+        log = open(log_path, "w")
+        # Its own session, as a shell gives a foreground job: the signals below go to its whole group.
+        return log, subprocess.Popen([sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    with RtspServer(file=str(clip), size="480x360") as rtsp:
+        with open(config, "a") as f:
+            f.write(f'[[streams]]\nid = "cam"\nurl = "{rtsp.url("file")}"\n')
+        log, daemon = start(tmp_path / "first.log")
+        received = []
+
+        def read_events():  # until the server goes away
+            client = redis.Redis(port=redis_port, decode_responses=True)
+            last = "0"
+            try:
+                while True:
+                    for _, entries in client.xread({"deepfake:events": last}, block=500) or []:
+                        for last, fields in entries:
+                            received.append(json.loads(fields["event"]))
+            except redis.ConnectionError:
+                return
+
+        try:
+            deadline = time.monotonic() + 120
+            while not port_open(redis_port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            reader = threading.Thread(target=read_events, daemon=True)
+            reader.start()
+            while not any(e["type"] == "opened" for e in received) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert any(e["type"] == "opened" for e in received), (tmp_path / "first.log").read_text()[-3000:]
+            servers = [pid for pid in children(daemon.pid)
+                       if b"redis-server" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            assert len(servers) == 1 and os.getpgid(servers[0]) != os.getpgid(daemon.pid)  # Ctrl-C spares it
+            os.killpg(daemon.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
+            assert daemon.wait(timeout=60) == 0
+        finally:
+            if daemon.poll() is None:
+                os.killpg(daemon.pid, signal.SIGKILL)
+            log.close()
+        reader.join(timeout=10)
+        text = (tmp_path / "first.log").read_text()
+        opened = {e["alert_id"] for e in received if e["type"] == "opened"}
+        closed = {e["alert_id"] for e in received if e["type"] == "closed"}
+        assert opened and opened <= closed, f"opened {opened}, closed {closed}"
+        assert "Redis unreachable at shutdown" not in text
+        assert not port_open(redis_port)  # and it stopped the server it started
+
+        # Killed outright, the daemon cannot stop its server: the parent-death signal does.
+        log, daemon = start(tmp_path / "second.log")
+        try:
+            deadline = time.monotonic() + 120
+            while not port_open(redis_port) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert port_open(redis_port)
+            daemon.kill()
+            daemon.wait(timeout=10)
+        finally:
+            log.close()
+        deadline = time.monotonic() + 10
+        while port_open(redis_port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not port_open(redis_port), "the local redis-server outlived a killed daemon"
