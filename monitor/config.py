@@ -18,12 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .alerts.publisher import RedisSettings
 from .faces.pipeline import FaceSettings
+from .model import COMPILE_MODES, PRECISIONS
 from .redact import redact
 from .scoring import VerdictPolicy, WindowPolicy
 from .sources.base import SourceSettings
 from .webrtc.whip import WhipSettings
 
-PRECISIONS = ("fp32", "bf16-autocast", "bf16", "fp16")
 _REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
 SECRET_KEYS = ("token", "password", "credential", "stream_tokens")
 
@@ -40,7 +40,7 @@ class ModelConfig(Strict):
     path: str | None = Field(None, description="checkpoint (native, Lightning or GenD); none: a pulled one, "
                              "else the untrained demo network if allow_untrained")
     allow_untrained: bool = Field(False, description="run an untrained network when no checkpoint exists (demo)")
-    precision: Literal["fp32", "bf16-autocast", "bf16", "fp16"] | None = Field(None, description="default: "
+    precision: Literal[PRECISIONS] | None = Field(None, description="default: "
                                                                                  "bf16-autocast on CUDA, fp32 on CPU")
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1, description="cpu, cuda, cuda:N")
     size: Literal["L14", "tiny"] = Field("L14", description="untrained network size (demo only)")
@@ -53,7 +53,7 @@ class WorkerSettings(Strict):
     queue_capacity: int = Field(512, ge=1)
     buckets: list[int] = Field(default_factory=lambda: [1, 8, 32, 64, 128], min_length=1)
     cuda_graphs: bool = True
-    compile: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] | None = Field(
+    compile: Literal[COMPILE_MODES] | None = Field(
         None, description="torch.compile mode, one compiled shape per bucket (replaces cuda_graphs)")
     cpu_threads: int | None = Field(None, ge=1)
     watchdog_s: float = Field(30.0, gt=0, description="work waiting and no batch done this long: not healthy")

@@ -7,6 +7,7 @@ Names are imported lazily: importing torch and open_clip takes seconds, and `mon
 import importlib
 
 PRECISIONS = ("fp32", "bf16-autocast", "bf16", "fp16")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 _EXPORTS = {
     "VIT_L14": "architecture", "Architecture": "architecture", "DeepfakeDetector": "architecture",
@@ -14,7 +15,7 @@ _EXPORTS = {
     "write_native": "checkpoint", "Detector": "detector", "ModelInfo": "detector",
     "resolve_device": "detector", "resolve_precision": "detector",
 }
-__all__ = ["PRECISIONS", *_EXPORTS]
+__all__ = ["PRECISIONS", "COMPILE_MODES", *_EXPORTS]
 
 
 def __getattr__(name: str):

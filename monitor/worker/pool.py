@@ -23,14 +23,13 @@ import numpy as np
 import torch
 
 from ..contracts import FaceCrop, Score
-from ..model import Detector
+from ..model import COMPILE_MODES, Detector
 from .metrics import WorkerMetrics
 from .queue import FairQueue, Pending
 
 log = logging.getLogger(__name__)
 
 PIPELINE_DEPTH = 2  # batches a device may hold: the running one and the next
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @dataclass
