@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 from aiohttp import web  # noqa: E402
 from media import write_mp4  # noqa: E402
 
+from monitor.api import serve  # noqa: E402
 from monitor.webrtc import WhipEndpoint, WhipSettings  # noqa: E402
 
 PUBLISHER = """
@@ -92,11 +93,8 @@ async def main_async(quick: bool) -> None:
                                          host_addresses=["127.0.0.1"]), on_session=sessions.append)
     app = web.Application()
     endpoint.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+    runner, port = await serve(app, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{port}"
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         clips = {h: clip(Path(tmp) / f"{h}.mp4", h) for h in (480, 720)}

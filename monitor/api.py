@@ -12,6 +12,14 @@ from .config import ConfigError
 from .redact import redact
 
 
+async def serve(app: web.Application, host: str, port: int, **runner_options) -> tuple[web.AppRunner, int]:
+    """Start serving `app` on host:port (0: any free port). Returns the runner, for `cleanup()`, and the port."""
+    runner = web.AppRunner(app, **runner_options)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner, runner.addresses[0][1]
+
+
 def build_app(daemon) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
     token = daemon.config.http.token

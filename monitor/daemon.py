@@ -67,13 +67,9 @@ class Daemon:
         self._checks["redis_or_spool"] = True
         self.pool = await self._load_worker()
         self._checks["model"] = True
-        from .api import build_app
+        from .api import build_app, serve
 
-        self._runner = web.AppRunner(build_app(self), access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, cfg.http.host, cfg.http.port)
-        await site.start()
-        self.http_port = site._server.sockets[0].getsockname()[1]
+        self._runner, self.http_port = await serve(build_app(self), cfg.http.host, cfg.http.port, access_log=None)
         self._checks["http"] = True
         for stream in cfg.streams:
             await self.add_stream(stream)

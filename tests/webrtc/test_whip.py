@@ -12,6 +12,7 @@ from aiortc.mediastreams import VideoStreamTrack
 from media import write_mp4
 from whip_client import WhipPublisher
 
+from monitor.api import serve
 from monitor.sources import ENDED, RUNNING
 from monitor.webrtc import WhipEndpoint, WhipSettings
 
@@ -39,11 +40,7 @@ async def server():
                                          host_addresses=["127.0.0.1"]), on_session=sessions.append)
     app = web.Application()
     endpoint.add_routes(app)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, port = await serve(app, "127.0.0.1", 0)
     yield f"http://127.0.0.1:{port}", endpoint, sessions
     await runner.cleanup()
     assert not endpoint.peer_connections
