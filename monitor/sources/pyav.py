@@ -146,21 +146,20 @@ class PyAVSource:
     def _open(self):
         global _open_containers
         s = self.settings
-        options, read_timeout = {}, s.stall_timeout_s
+        options, read_timeout, open_bound = {}, s.stall_timeout_s, s.open_timeout_s
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
             # FFmpeg's socket timeout bounds every connect and read. PyAV's own read timeout is then left
             # off: it takes the GIL on each of the hundreds of socket polls a second, per stream.
             options = {"rtsp_transport": s.transport, "timeout": str(int(s.stall_timeout_s * 1e6))}
-            read_timeout = None
+            read_timeout, open_bound = None, min(s.open_timeout_s, s.stall_timeout_s)
         started = time.monotonic()
         try:
             container = av.open(self.url, options=options, timeout=(s.open_timeout_s, read_timeout))
         except Exception as e:  # PyAV raises a zoo of FFmpegError/OSError subclasses; classify them all
             failure = classify(e, self.url)
-            bound = min(s.open_timeout_s, s.stall_timeout_s) if read_timeout is None else s.open_timeout_s
-            if failure.reason == "protocol" and time.monotonic() - started >= 0.9 * bound:
+            if failure.reason == "protocol" and time.monotonic() - started >= 0.9 * open_bound:
                 # A server that accepts and never answers surfaces as "invalid data" once the timeout hits.
-                failure = SourceFailure("timeout", f"timeout: no answer within {bound:.1f} s ({failure})")
+                failure = SourceFailure("timeout", f"timeout: no answer within {open_bound:.1f} s ({failure})")
             raise failure from None
         with _open_lock:
             _open_containers += 1
