@@ -11,23 +11,28 @@ Last line: `RESULT events_per_s=... p99_publish_ms=... spool_replay_events_per_s
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import asyncio
 import json
 import socket
 import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
 
-import numpy as np  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool  # noqa: E402
+from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
 
 
 def start_redis(port: int) -> subprocess.Popen:

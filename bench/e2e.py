@@ -18,34 +18,36 @@ work itself. Last line:
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import av
+import numpy as np
+import redis
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-import redis  # noqa: E402
-from media import face_frames, write_mp4  # noqa: E402
-from PIL import Image  # noqa: E402
-from servers import RedisServer, RtspServer, free_port  # noqa: E402
+from monitor.faces.pipeline import FaceCropper, FaceSettings
+from monitor.model import Detector
+from monitor.sources.sampling import to_frame
+from tests.support.faces import face_paths, load_crops
+from tests.support.media import face_frames, write_mp4
+from tests.support.servers import RedisServer, RtspServer, free_port
 
-from monitor.faces.pipeline import FaceCropper, FaceSettings  # noqa: E402
-from monitor.model import Detector  # noqa: E402
-from monitor.sources.sampling import to_frame  # noqa: E402
-
-FACES = ROOT.parent / "shared" / "fixtures" / "faces"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -96,7 +98,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.streams, args.seconds = 2, 10
-    crops = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FACES.rglob("*.png"))[::4]]
+    crops = load_crops(face_paths()[::4])
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         clip = write_mp4(tmp / "faces.mp4", face_frames(crops, int(25 * (args.seconds + 30)), size=(640, 480)))

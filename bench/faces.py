@@ -11,27 +11,30 @@ the re-alignment error on the sample crops (median point error in px at 256). La
 
 from __future__ import annotations
 
-import argparse
+import os
 import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
+import argparse
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import av
+import numpy as np
+from PIL import Image
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-from media import face_frames, write_mp4  # noqa: E402  (the tests' media helpers)
-from PIL import Image  # noqa: E402
-from realign import realign_errors  # noqa: E402
-
-from monitor.contracts import Frame  # noqa: E402
-from monitor.faces.pipeline import FaceCropper, FaceSettings  # noqa: E402
-from monitor.model import Architecture, Detector  # noqa: E402
-
-FACES = ROOT.parent / "shared" / "fixtures" / "faces"
+from monitor.contracts import Frame
+from monitor.faces.pipeline import FaceCropper, FaceSettings
+from monitor.model import Architecture, Detector
+from tests.support.faces import face_paths, load_crops
+from tests.support.media import face_frames, write_mp4
+from tests.support.realign import realign_errors
 
 
 def frames_with_faces(crops, size, faces, n):
@@ -51,9 +54,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
     n = 40 if args.quick else 200
-    crops = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(FACES.rglob("*.png"))]
-    if not crops:
-        sys.exit(f"no sample crops under {FACES}")
+    crops = load_crops(face_paths())
     cropper = FaceCropper(FaceSettings(max_faces=4))
     results = {}
     print(f"{'size':>9} {'faces':>5} {'ms/frame':>9} {'crops/frame':>11}")

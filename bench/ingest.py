@@ -19,23 +19,27 @@ keyframe_vs_full_ratio_gop1s=... keyframe_vs_bare_keyframes_ratio=...`.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import asyncio
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+import av
+import numpy as np
 
-import av  # noqa: E402
-import numpy as np  # noqa: E402
-from servers import RtspServer  # noqa: E402  (the tests' real RTSP server)
-
-from monitor.sources import PyAVSource, SourceSettings  # noqa: E402
+from monitor.sources import PyAVSource, SourceSettings
+from tests.support.servers import RtspServer
 
 RATES = {480: 1_000_000, 720: 2_500_000}
 WARMUP_S = 1.0  # a new RTSP session starts with a burst of the server's buffered frames: not measured

@@ -11,17 +11,22 @@ l14_ms_bs1=...` (bf16-autocast eager on CUDA, fp32 on CPU; nan when that point w
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import math
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from monitor.model import PRECISIONS, VIT_L14, Architecture, Detector, resolve_device  # noqa: E402
+from monitor.model import PRECISIONS, VIT_L14, Architecture, Detector, resolve_device
 
 TINY = Architecture(width=128, layers=2, mlp_width=512)
 ALL_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)

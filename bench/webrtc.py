@@ -12,30 +12,35 @@ the publishers' encoders compete for the same cores, which caps the count. Last 
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import asyncio
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-import numpy as np  # noqa: E402
-from aiohttp import web  # noqa: E402
-from media import write_mp4  # noqa: E402
+import numpy as np
+from aiohttp import web
 
-from monitor.api import serve  # noqa: E402
-from monitor.webrtc import WhipEndpoint, WhipSettings  # noqa: E402
+from monitor.api import serve
+from monitor.webrtc import WhipEndpoint, WhipSettings
+from tests.support.media import write_mp4
 
 PUBLISHER = """
-import asyncio, sys
-sys.path.insert(0, {tests!r})
+import asyncio
 from monitor.webrtc import restrict_host_addresses
-from whip_client import WhipPublisher
+from tests.support.whip_client import WhipPublisher
 restrict_host_addresses(["127.0.0.1"])
 async def main():
     publishers = [WhipPublisher({base!r} + f"/whip/s{{i}}") for i in range({n})]
@@ -57,7 +62,7 @@ def clip(path: Path, height: int) -> str:
 
 async def measure(endpoint: WhipEndpoint, sessions: list, base: str, video: str, n: int, seconds: float):
     sessions.clear()
-    child = subprocess.Popen([sys.executable, "-c", PUBLISHER.format(tests=str(ROOT / "tests"), base=base, n=n,
+    child = subprocess.Popen([sys.executable, "-c", PUBLISHER.format(base=base, n=n,
                                                                       clip=video, seconds=seconds + 8)],
                              cwd=ROOT, stderr=subprocess.DEVNULL)
     consumers = []

@@ -15,20 +15,25 @@ the model's own speed drifts by +-20 % from second to second, and pairing cancel
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as a file (`python bench/NAME.py`)? Re-run as `python -m bench.NAME` from the repository root, so that the
+# helpers shared with the tests import as the package `tests.support`.
+if __name__ == "__main__" and not __package__:
+    os.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.execv(sys.executable, [sys.executable, "-m", "bench." + os.path.basename(__file__)[:-3], *sys.argv[1:]])
+
 import argparse
 import asyncio
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+from prometheus_client import CollectorRegistry
 
-import numpy as np  # noqa: E402
-from prometheus_client import CollectorRegistry  # noqa: E402
-
-from monitor.contracts import FaceCrop  # noqa: E402
-from monitor.model import VIT_L14, Architecture, Detector  # noqa: E402
-from monitor.worker import InferencePool, WorkerConfig, WorkerMetrics  # noqa: E402
+from monitor.contracts import FaceCrop
+from monitor.model import VIT_L14, Architecture, Detector
+from monitor.worker import InferencePool, WorkerConfig, WorkerMetrics
 
 TINY = Architecture(width=128, layers=2, mlp_width=512)
 

@@ -7,7 +7,8 @@ import sys
 import time
 
 import pytest
-from reference_models import make_gend, make_lightning
+
+from tests.support.reference_models import make_gend, make_lightning
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 

@@ -9,9 +9,9 @@ import sys
 
 import numpy as np
 from prometheus_client import CollectorRegistry
-from servers import RedisServer
 
 from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from tests.support.servers import RedisServer
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 

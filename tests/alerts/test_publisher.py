@@ -2,7 +2,6 @@
 
 import asyncio
 import json
-import os
 import subprocess
 import sys
 import time
@@ -10,7 +9,6 @@ import time
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
-from servers import RedisServer
 
 from monitor.alerts import (
     AlertLifecycle,
@@ -22,6 +20,7 @@ from monitor.alerts import (
     Spool,
 )
 from monitor.scoring import AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, WindowStats
+from tests.support.servers import RedisServer
 
 STATS = WindowStats(0.95, 8, 10.0, 12.0, {})
 
@@ -102,8 +101,7 @@ async def test_spooled_events_are_delivered_after_a_process_restart(tmp_path):
     server = RedisServer()  # not started: Redis is down while the "daemon" runs
     spool_dir = tmp_path / "spool"
     script = f"""
-import asyncio, sys
-sys.path.insert(0, {str(os.path.dirname(__file__) + '/..')!r})
+import asyncio
 from monitor.alerts import AlertPublisher, RedisSettings, Spool, PublisherMetrics
 from prometheus_client import CollectorRegistry
 async def main():

@@ -8,11 +8,12 @@ import sys
 
 import numpy as np
 import pytest
-from media import face_frames, write_mp4
 from PIL import Image
-from reference_models import make_lightning
 from skimage import data
 from sklearn.metrics import roc_auc_score
+
+from tests.support.media import face_frames, write_mp4
+from tests.support.reference_models import make_lightning
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
 

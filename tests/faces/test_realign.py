@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 from PIL import Image
-from realign import realign_errors
 
 from monitor.faces.detect import FaceDetector
+from tests.support.realign import realign_errors
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,11 @@ import zipfile
 import pytest
 import torch
 from PIL import Image
-from reference_models import HPARAMS, make_gend, make_lightning
 from safetensors.torch import load_file, save_file
 
 from monitor.model import Architecture, CheckpointError, Detector, read_checkpoint, write_native
 from monitor.model.preprocess import pil_batch
+from tests.support.reference_models import HPARAMS, make_gend, make_lightning
 
 torch.manual_seed(0)
 

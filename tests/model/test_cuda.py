@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from reference_models import make_gend
 
 from monitor.model import Detector
 from monitor.model.preprocess import normalise_uint8_batch
+from tests.support.reference_models import make_gend
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 from PIL import Image
-from reference_models import make_gend_full_size
 from safetensors import safe_open
 
 from monitor.model import VIT_L14, Detector, read_checkpoint, write_native
+from tests.support.reference_models import make_gend_full_size
 
 
 @pytest.mark.full_size

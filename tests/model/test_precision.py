@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from reference_models import make_gend
 from torch import nn
 
 from monitor.model import Detector, resolve_device, resolve_precision
+from tests.support.reference_models import make_gend
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import time
 import av
 import numpy as np
 import pytest
-from media import write_mp4
 
 from monitor.sources import ENDED, ERROR, RUNNING, PyAVSource, SourceSettings
+from tests.support.media import write_mp4
 
 
 def pattern(n, size=(320, 240)):

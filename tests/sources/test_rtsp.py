@@ -7,10 +7,10 @@ import time
 
 import numpy as np
 import pytest
-from aio import collect, wait_for
-from servers import RtspServer
 
 from monitor.sources import ERROR, RECONNECTING, RUNNING, PyAVSource, SourceManager, SourceSettings, open_containers
+from tests.support.aio import collect, wait_for
+from tests.support.servers import RtspServer
 
 FAST = dict(backoff_initial_s=0.2, backoff_max_s=1.0, backoff_fatal_s=3.0, open_timeout_s=3.0, stall_timeout_s=2.0)
 

@@ -6,11 +6,11 @@ import time
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
-from reference_models import make_gend
 
 from monitor.contracts import FaceCrop
 from monitor.model import Detector
 from monitor.worker import InferencePool, WorkerConfig, WorkerError, WorkerMetrics
+from tests.support.reference_models import make_gend
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from media import face_frames, write_mp4
 from PIL import Image
-from servers import RedisServer, free_port
+
+from tests.support.media import face_frames, write_mp4
+from tests.support.servers import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -15,14 +15,14 @@ import aiohttp
 import numpy as np
 import pytest
 import redis
-from media import face_frames, write_mp4
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
-from reference_models import make_lightning
-from servers import RedisServer, RtspServer, free_port
-from whip_client import WhipPublisher
 
 from monitor.webrtc import restrict_host_addresses
+from tests.support.media import face_frames, write_mp4
+from tests.support.reference_models import make_lightning
+from tests.support.servers import RedisServer, RtspServer, free_port
+from tests.support.whip_client import WhipPublisher
 
 SECRETS = {"rtsp": "rtsp-Pa55-x1", "redis": "redis-Pa55-y2", "api": "api-t0ken-z3", "whip": "whip-t0ken-w4"}
 

@@ -6,15 +6,15 @@ import time
 import aiohttp
 import numpy as np
 import pytest
-from aio import collect, wait_for
 from aiohttp import web
 from aiortc.mediastreams import VideoStreamTrack
-from media import write_mp4
-from whip_client import WhipPublisher
 
 from monitor.api import serve
 from monitor.sources import ENDED, RUNNING
 from monitor.webrtc import WhipEndpoint, WhipSettings
+from tests.support.aio import collect, wait_for
+from tests.support.media import write_mp4
+from tests.support.whip_client import WhipPublisher
 
 TOKEN = "t0ken-for-tests"
 
