@@ -103,7 +103,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         clip = write_mp4(tmp / "faces.mp4", face_frames(crops, int(25 * (args.seconds + 30)), size=(640, 480)))
         if args.size == "tiny":
-            from reference_models import make_lightning  # the published format, built small (as the tests do)
+            from tests.support.reference_models import make_lightning  # the published format, built small
 
             make_lightning(tmp / "model.ckpt", width=64, layers=1)
             model = f'path = "{tmp / "model.ckpt"}"'

@@ -34,12 +34,12 @@ import numpy as np
 from aiohttp import web
 
 from monitor.api import serve
-from monitor.webrtc import WhipEndpoint, WhipSettings
+from monitor.sources.whip import WhipEndpoint, WhipSettings, WhipSource
 from tests.support.media import write_mp4
 
 PUBLISHER = """
 import asyncio
-from monitor.webrtc import restrict_host_addresses
+from monitor.sources.webrtc import restrict_host_addresses
 from tests.support.whip_client import WhipPublisher
 restrict_host_addresses(["127.0.0.1"])
 async def main():
@@ -60,8 +60,10 @@ def clip(path: Path, height: int) -> str:
     return str(write_mp4(path, (np.roll(base, i * 6, axis=1) for i in range(100))))
 
 
-async def measure(endpoint: WhipEndpoint, sessions: list, base: str, video: str, n: int, seconds: float):
-    sessions.clear()
+async def measure(sources: dict, base: str, video: str, n: int, seconds: float):
+    sources.clear()
+    sources.update({f"s{i}": WhipSource(f"s{i}", sample_fps=2) for i in range(n)})
+    streams = list(sources.values())
     child = subprocess.Popen([sys.executable, "-c", PUBLISHER.format(base=base, n=n,
                                                                       clip=video, seconds=seconds + 8)],
                              cwd=ROOT, stderr=subprocess.DEVNULL)
@@ -72,17 +74,17 @@ async def measure(endpoint: WhipEndpoint, sessions: list, base: str, video: str,
             pass
 
     deadline = time.monotonic() + 30
-    while (len(sessions) < n or any(s.stats.frames_decoded == 0 for s in sessions)) and time.monotonic() < deadline:
+    while any(s.stats.frames_decoded == 0 for s in streams) and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
-    consumers = [asyncio.create_task(consume(s)) for s in sessions]
+    consumers = [asyncio.create_task(consume(s)) for s in streams]
     await asyncio.sleep(1.0)
-    emitted = [s.stats.frames_emitted for s in sessions]
+    emitted = [s.stats.frames_emitted for s in streams]
     cpu, wall = time.process_time(), time.monotonic()
     await asyncio.sleep(seconds)
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(sessions, emitted)]
-    for s in sessions:
-        s.end("stopped")
+    rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(streams, emitted)]
+    for s in streams:
+        await s.stop()
     for c in consumers:
         c.cancel()
     child.kill()
@@ -93,9 +95,9 @@ async def measure(endpoint: WhipEndpoint, sessions: list, base: str, video: str,
 
 async def main_async(quick: bool) -> None:
     seconds = 3.0 if quick else 10.0
-    sessions: list = []
-    endpoint = WhipEndpoint(WhipSettings(max_sessions=64, sample_fps=2, media_timeout_s=10,
-                                         host_addresses=["127.0.0.1"]), on_session=sessions.append)
+    sources: dict[str, WhipSource] = {}
+    endpoint = WhipEndpoint(WhipSettings(max_sessions=64, media_timeout_s=10, host_addresses=["127.0.0.1"]),
+                            resolve=sources.get)
     app = web.Application()
     endpoint.add_routes(app)
     runner, port = await serve(app, "127.0.0.1", 0)
@@ -105,12 +107,12 @@ async def main_async(quick: bool) -> None:
         clips = {h: clip(Path(tmp) / f"{h}.mp4", h) for h in (480, 720)}
         print(f"{'res':>5} {'publishers':>10} {'cpu s/stream-s':>15} {'min sampled fps':>16}")
         for height in (480, 720):
-            cpu, fps = await measure(endpoint, sessions, base, clips[height], 1, seconds)
+            cpu, fps = await measure(sources, base, clips[height], 1, seconds)
             results[height] = cpu
             print(f"{height:>4}p {1:>10} {cpu:>15.4f} {fps:>16.2f}", flush=True)
         best = 0
         for n in ((2, 4) if quick else (2, 4, 6, 8, 12)):
-            cpu, fps = await measure(endpoint, sessions, base, clips[480], n, seconds)
+            cpu, fps = await measure(sources, base, clips[480], n, seconds)
             print(f" 480p {n:>10} {cpu:>15.4f} {fps:>16.2f}", flush=True)
             if fps < 0.9 * 2:
                 break

@@ -1,4 +1,5 @@
-"""The HTTP server: health, readiness, Prometheus metrics, stream CRUD, and WHIP (same aiohttp app)."""
+"""The HTTP server: health, readiness, Prometheus metrics, the running config, stream CRUD, and WHIP (one
+aiohttp app)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,29 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .config import ConfigError
+from .config import masked
+from .errors import ConfigError
 from .redact import redact
+from .supervisor import API, StreamExists
 
 
 async def serve(app: web.Application, host: str, port: int, **runner_options) -> tuple[web.AppRunner, int]:
     """Start serving `app` on host:port (0: any free port). Returns the runner, for `cleanup()`, and the port."""
     runner = web.AppRunner(app, **runner_options)
     await runner.setup()
-    await web.TCPSite(runner, host, port).start()
+    try:
+        await web.TCPSite(runner, host, port).start()
+    except BaseException:
+        await runner.cleanup()
+        raise
     return runner, runner.addresses[0][1]
 
 
 def build_app(daemon) -> web.Application:
     app = web.Application(client_max_size=256 * 1024)
-    token = daemon.config.http.token
 
     def authorised(request: web.Request) -> bool:
+        token = daemon.config.http.token  # read per request: a reload may change it
         if not token:
             return True
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
@@ -42,22 +49,26 @@ def build_app(daemon) -> web.Application:
         return wrapper
 
     async def healthz(request):
-        healthy, reason = daemon.healthy()
+        healthy, reason = daemon.health.healthy()
         return web.json_response({"status": "alive" if healthy else "unhealthy", "reason": reason},
                                  status=200 if healthy else 503)
 
     async def readyz(request):
-        ready = daemon.ready
-        return web.json_response({"ready": ready, "checks": daemon.readiness()}, status=200 if ready else 503)
+        ready = daemon.health.ready
+        return web.json_response({"ready": ready, "checks": daemon.health.checks}, status=200 if ready else 503)
 
     async def metrics(request):
         return web.Response(body=generate_latest(daemon.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+    async def running_config(request):
+        return web.json_response({"config": masked(daemon.config),
+                                  "restart_needed": daemon.health.pending_restart})
+
     async def list_streams(request):
-        return web.json_response({"streams": daemon.stream_statuses()})
+        return web.json_response({"streams": daemon.supervisor.statuses()})
 
     async def get_stream(request):
-        status = daemon.stream_status(request.match_info["id"])
+        status = daemon.supervisor.status(request.match_info["id"])
         return web.json_response(status) if status else error(404, f"no stream {request.match_info['id']!r}")
 
     async def add_stream(request):
@@ -69,21 +80,22 @@ def build_app(daemon) -> web.Application:
             stream = daemon.validate_stream(body)
         except ConfigError as e:
             return error(400, str(e))
-        if daemon.has_stream(stream.id):
+        try:
+            await daemon.supervisor.add(stream, API)
+        except StreamExists:
             return error(409, f"stream {stream.id!r} already exists")
-        await daemon.add_stream(stream)
-        return web.json_response(daemon.stream_status(stream.id), status=201)
+        return web.json_response(daemon.supervisor.status(stream.id), status=201)
 
     async def delete_stream(request):
         stream_id = request.match_info["id"]
-        if not daemon.has_stream(stream_id):
+        if not await daemon.supervisor.remove(stream_id):
             return error(404, f"no stream {stream_id!r}")
-        await daemon.remove_stream(stream_id)
         return web.Response(status=204)
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/config", guarded(running_config))
     app.router.add_get("/streams", guarded(list_streams))
     app.router.add_post("/streams", guarded(add_stream))
     app.router.add_get("/streams/{id}", guarded(get_stream))
@@ -92,4 +104,4 @@ def build_app(daemon) -> web.Application:
     return app
 
 
-__all__ = ["build_app"]
+__all__ = ["build_app", "serve"]

@@ -1,7 +1,9 @@
 """The `monitor` command line.
 
-Exit codes: 0 success; 1 some inputs failed (the rest were processed); 2 bad invocation or unusable
-input (arguments, config, checkpoint); 3 a network resource (the model hub) is unreachable.
+Exit codes (`monitor.errors`): 0 success; 1 a runtime failure, or some inputs failed (the rest were
+processed); 2 bad invocation, configuration or unusable input (arguments, config, checkpoint); 3 a network
+resource (the model hub) is unreachable. Errors the monitor raises on purpose are mapped to them once, in
+`main`, as one line on stderr.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ import os
 import sys
 from pathlib import Path
 
-EXIT_OK, EXIT_PARTIAL, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 0, 1, 2, 3
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MonitorError
+from .redact import redact
+
+EXIT_PARTIAL = EXIT_FAILURE  # some inputs failed, the rest were processed
 
 
 def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
-    print(f"monitor: error: {message}", file=sys.stderr)
+    print(f"monitor: error: {redact(message)}", file=sys.stderr)
     return code
 
 
@@ -169,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                "calibrate": _calibrate}[args.command]
     try:
         return handler(args)
+    except MonitorError as e:  # the one place errors become exit codes
+        return _fail(str(e), e.exit_code)
     except KeyboardInterrupt:
         return 130
 
@@ -176,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 # --- model ---------------------------------------------------------------------------------------------
 
 def _model(args) -> int:
-    from .model.errors import CheckpointError
-    from .model.hub import HubUnavailable, pull
+    from .model.hub import pull
 
     try:
         if args.model_command == "pull":
@@ -199,10 +205,6 @@ def _model(args) -> int:
                 width = max(map(len, metadata))
                 for key, value in metadata.items():
                     print(f"{key:<{width}}  {value}")
-    except CheckpointError as e:
-        return _fail(str(e))
-    except HubUnavailable as e:
-        return _fail(str(e), EXIT_UNAVAILABLE)
     except OSError as e:
         return _fail(f"{e.filename or ''}: {e.strerror or e}")
     return EXIT_OK
@@ -254,12 +256,10 @@ def _score_paths(detector, paths: list[str], batch_size: int) -> int:
 
 
 def _score_images(args) -> int:
-    from .model.errors import CheckpointError
-
     try:
         detector = _load_detector(args)
         failures = _score_paths(detector, args.images, args.batch_size)
-    except (CheckpointError, ValueError) as e:
+    except ValueError as e:
         return _fail(str(e))
     if failures:
         print(f"monitor: {failures} of {len(args.images)} images could not be read", file=sys.stderr)
@@ -304,14 +304,13 @@ def _open_scoring(args):
 
 
 def _score(args) -> int:
-    from .model.errors import CheckpointError
-    from .offline import VideoError, score_video
+    from .offline import score_video
 
     try:
         detector, cropper = _open_scoring(args)
         with contextlib.closing(cropper):
             print(json.dumps(score_video(detector, cropper, args.video, args.frames, args.per_track)))
-    except (CheckpointError, VideoError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:
         return _fail(str(e))
     return EXIT_OK
 
@@ -319,7 +318,6 @@ def _score(args) -> int:
 def _eval(args) -> int:
     import csv
 
-    from .model.errors import CheckpointError
     from .offline import VideoError, auroc, score_crop_folder, score_video, threshold_for_fpr
 
     try:
@@ -337,7 +335,7 @@ def _eval(args) -> int:
     base = Path(args.list).resolve().parent
     try:
         detector, cropper = _open_scoring(args)
-    except (CheckpointError, ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:
         return _fail(str(e))
     videos, frames, failures = [], [], 0
     with contextlib.closing(cropper):
@@ -387,7 +385,7 @@ def _subscribe(args) -> int:
 
     from pydantic import ValidationError
 
-    from .alerts.publisher import RedisAuthError, RedisSettings
+    from .alerts.publisher import RedisSettings
     from .alerts.subscribe import subscribe
 
     try:
@@ -397,25 +395,19 @@ def _subscribe(args) -> int:
     since = "0" if args.from_start else args.since
     try:
         asyncio.run(subscribe(settings, args.stream, since, args.count, args.timeout))
-    except RedisAuthError as e:
-        return _fail(str(e))
     except ValueError as e:  # e.g. a malformed URL
-        from .redact import redact
-        return _fail(redact(f"invalid Redis URL {args.redis}: {e}"))
+        return _fail(f"invalid Redis URL {args.redis}: {e}")
     except BrokenPipeError:
         pass
     return EXIT_OK
 
 
 def _calibrate(args) -> int:
-    from .scoring.calibrate import CalibrationError, calibrate
+    from .scoring.calibrate import calibrate
 
     if args.window_crops < 1 or args.min_crops < 1:
         return _fail("--window-crops and --min-crops must be at least 1")
-    try:
-        result = calibrate(args.scores, args.fpr, args.window_crops, args.statistic, args.min_crops)
-    except CalibrationError as e:
-        return _fail(str(e))
+    result = calibrate(args.scores, args.fpr, args.window_crops, args.statistic, args.min_crops)
     if args.json:
         print(json.dumps(result.__dict__))
         return EXIT_OK
@@ -428,43 +420,26 @@ def _calibrate(args) -> int:
     return EXIT_OK
 
 
-def _load_config(path: str):
-    from .config import load
-
-    return load(path)
-
-
 def _run(args) -> int:
     import asyncio
 
-    from .alerts.publisher import RedisAuthError
-    from .config import ConfigError
+    from .config import load
     from .daemon import run
-    from .logs import configure
-    from .model.errors import CheckpointError
+    from .logs import capture_native_stderr, configure
 
-    try:
-        config = _load_config(args.config)
-    except ConfigError as e:
-        return _fail(f"config: {e}")
+    config = load(args.config)
     configure(config.logging.level, config.logging.format)
+    capture_native_stderr()  # native libraries' banners go to the log at debug level, not to the terminal
     try:
         return asyncio.run(run(config, args.config))
-    except (ConfigError, RedisAuthError, CheckpointError) as e:
-        return _fail(str(e))
     except OSError as e:
-        from .redact import redact
-        return _fail(redact(f"cannot start: {e}"), 1)
+        return _fail(f"cannot start: {e}", EXIT_FAILURE)
 
 
 def _check_config(args) -> int:
-    from .config import ConfigError, masked
+    from .config import load, masked
 
-    try:
-        config = _load_config(args.config)
-    except ConfigError as e:
-        return _fail(f"config: {e}")
-    print(json.dumps(masked(config), indent=2))
+    print(json.dumps(masked(load(args.config)), indent=2))
     return EXIT_OK
 
 

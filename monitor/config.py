@@ -17,19 +17,17 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .alerts.publisher import RedisSettings
+from .errors import ConfigError
 from .faces.pipeline import FaceSettings
 from .model import COMPILE_MODES, PRECISIONS
-from .redact import redact
+from .redact import redact, remember_secret, url_password
 from .scoring import VerdictPolicy, WindowPolicy
 from .sources.base import SourceSettings
-from .webrtc.whip import WhipSettings
+from .sources.registry import check_url, kind_of
+from .sources.whip import WhipSettings
 
 _REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
-SECRET_KEYS = ("token", "password", "credential", "stream_tokens")
-
-
-class ConfigError(Exception):
-    """A configuration problem; the message names the key."""
+SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret")
 
 
 class Strict(BaseModel):
@@ -80,17 +78,10 @@ class LoggingSettings(Strict):
     format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a TTY, else JSON")
 
 
-class Overrides(Strict):
-    """Per-stream overrides of the global defaults (only the keys given)."""
-
-    sampling: dict[str, Any] = Field(default_factory=dict)
-    window: dict[str, Any] = Field(default_factory=dict)
-    verdict: dict[str, Any] = Field(default_factory=dict)
-
-
 class StreamConfig(Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")
-    url: str = Field(..., min_length=1, description="rtsp://..., a file path, or `whip` (published by WHIP)")
+    url: str = Field(..., min_length=1, description="rtsp://..., rtmp://..., http(s)://..., a file path, or `whip` "
+                     "(published by WHIP)")
     sampling: dict[str, Any] = Field(default_factory=dict, description="overrides of [sampling]")
     window: dict[str, Any] = Field(default_factory=dict, description="overrides of [window]")
     verdict: dict[str, Any] = Field(default_factory=dict, description="overrides of [verdict]")
@@ -98,16 +89,7 @@ class StreamConfig(Strict):
     @field_validator("url")
     @classmethod
     def _url(cls, url: str) -> str:
-        if url == "whip":
-            return url
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme and scheme not in ("rtsp", "rtsps", "http", "https", "rtmp", "srt", "udp", "tcp", "file"):
-            raise ValueError(f"unsupported URL scheme {scheme!r}: use rtsp://, a file path, or whip")
-        if scheme in ("rtsp", "rtsps") and not re.match(r"^rtsps?://[^/\s]+", url):
-            raise ValueError("an RTSP URL needs a host: rtsp://host[:port]/path")
-        if any(c.isspace() for c in url):
-            raise ValueError("URL contains whitespace")
-        return url
+        return check_url(url)
 
 
 class MonitorConfig(Strict):
@@ -141,7 +123,12 @@ class MonitorConfig(Strict):
         return self
 
     def stream_settings(self, stream: StreamConfig) -> tuple[SourceSettings, WindowPolicy, VerdictPolicy]:
-        return (SourceSettings.model_validate({**self.sampling.model_dump(), **stream.sampling}),
+        """A stream's effective settings: its own overrides over the sections' defaults. For WHIP streams
+        `[whip] sample_fps` is the default rate (a stream's own `sampling.sample_fps` wins)."""
+        sampling = self.sampling.model_dump()
+        if kind_of(stream.url).name == "whip":
+            sampling["sample_fps"] = self.whip.sample_fps
+        return (SourceSettings.model_validate({**sampling, **stream.sampling}),
                 WindowPolicy.model_validate({**self.window.model_dump(), **stream.window}),
                 VerdictPolicy.model_validate({**self.verdict.model_dump(), **stream.verdict}))
 
@@ -181,7 +168,7 @@ def _resolve(value: Any, path: str) -> Any:
 
 def parse(data: dict) -> MonitorConfig:
     try:
-        return MonitorConfig.model_validate(_resolve(data, ""))
+        config = MonitorConfig.model_validate(_resolve(data, ""))
     except ValidationError as e:
         lines = []
         for err in e.errors():
@@ -191,6 +178,25 @@ def parse(data: dict) -> MonitorConfig:
                 message = "unknown key"
             lines.append(f"{location}: {message}" if location else message)
         raise ConfigError(redact("; ".join(lines))) from None
+    _remember_secrets(config.model_dump(mode="json"))
+    return config
+
+
+def _remember_secrets(value: Any, key: str = "") -> None:
+    """Every secret of the config is hidden by `redact` wherever it shows up later, in whatever shape."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if key in SECRET_KEYS:  # stream_tokens: the values are the secrets
+                remember_secret(v if isinstance(v, str) else None)
+            _remember_secrets(v, k)
+    elif isinstance(value, list):
+        for v in value:
+            _remember_secrets(v, key)
+    elif isinstance(value, str):
+        if key in SECRET_KEYS:
+            remember_secret(value)
+        elif "://" in value:
+            remember_secret(url_password(value))
 
 
 def load(path: str | Path) -> MonitorConfig:

@@ -17,6 +17,15 @@ class Frame:
     keyframe: bool = False
 
 
+@dataclass(frozen=True)
+class SessionEnded:
+    """A source's marker between frames: the publisher's session ended (e.g. a WHIP publisher left), so the
+    tracks seen so far end with it; frames of a later session start new tracks."""
+
+    stream_id: str
+    reason: str  # closed | media_timeout | replaced | ...
+
+
 @dataclass(frozen=True, eq=False)
 class FaceCrop:
     stream_id: str

@@ -1,6 +1,8 @@
-"""Daemon metrics: counters the pipeline updates, and gauges read from the sources at scrape time."""
+"""Daemon metrics: counters the pipeline updates, and gauges read from the streams at scrape time."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,10 +19,10 @@ class DaemonMetrics:
 
 
 class StreamCollector:
-    """Per-stream figures straight from each source's counters when Prometheus scrapes."""
+    """Per-stream figures straight from each stream's status (consistent copies) when Prometheus scrapes."""
 
-    def __init__(self, daemon):
-        self.daemon = daemon
+    def __init__(self, statuses: Callable[[], list[dict]], gpu_memory: Callable[[], dict]):
+        self.statuses, self.gpu_memory = statuses, gpu_memory
 
     def collect(self):
         fps_in = GaugeMetricFamily("deepfake_stream_fps_in", "Frames decoded per second", labels=["stream"])
@@ -31,7 +33,7 @@ class StreamCollector:
         reconnects = CounterMetricFamily("deepfake_stream_reconnects", "Sessions re-established", labels=["stream"])
         up = GaugeMetricFamily("deepfake_stream_up", "1 while the stream delivers frames", labels=["stream"])
         scored = CounterMetricFamily("deepfake_stream_crops_scored", "Crops scored", labels=["stream"])
-        for status in self.daemon.stream_statuses():
+        for status in self.statuses():
             stream = status["id"]
             fps_in.add_metric([stream], status.get("fps", 0.0))
             emitted.add_metric([stream], status.get("frames_emitted", 0))
@@ -43,6 +45,6 @@ class StreamCollector:
             scored.add_metric([stream], status.get("crops_scored", 0))
         yield from (fps_in, emitted, decoded, dropped, reconnects, up, scored)
         gpu = GaugeMetricFamily("deepfake_gpu_memory_bytes", "GPU memory allocated by the worker", labels=["device"])
-        for device, used in self.daemon.gpu_memory().items():
+        for device, used in self.gpu_memory().items():
             gpu.add_metric([device], used)
         yield gpu

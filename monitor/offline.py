@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from .contracts import Frame
+from .errors import InputError
 from .progress import progress
 from .redact import redact
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
 
 
-class VideoError(Exception):
+class VideoError(InputError):
     """A file that cannot be read as video, with the reason."""
 
 

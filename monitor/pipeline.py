@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .alerts import AlertLifecycle, AlertPublisher, ModelTag
 from .contracts import Frame, Score
-from .faces.pipeline import FaceCropper
+from .faces.pipeline import FaceCropper, FaceSettings
 from .logs import get
 from .scoring import TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
 from .worker import InferencePool
@@ -26,12 +27,17 @@ class TrackState:
 
 
 class StreamPipeline:
+    """Frames of one stream in; alert events and stream state out. Lives on the event loop; face detection runs
+    on the stream's own thread."""
+
     def __init__(self, stream_id: str, cropper: FaceCropper, pool: InferencePool, publisher: AlertPublisher,
                  window: WindowPolicy, policy: VerdictPolicy, model: ModelTag, instance: str,
-                 update_interval_s: float, metrics):
+                 update_interval_s: float, metrics, on_state: Callable[[dict, bool], None] | None = None):
         self.stream_id, self.cropper, self.pool, self.publisher = stream_id, cropper, pool, publisher
         self.window, self.policy, self.model, self.instance = window, policy, model, instance
         self.update_interval_s, self.metrics = update_interval_s, metrics
+        # The stream-state hash: the owner merges in the source's fields (state, fps) and writes it.
+        self.on_state = on_state or (lambda state, force: publisher.set_stream_state(stream_id, state))
         # One thread per stream, always the same one: mediapipe's detector must not hop between threads.
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"faces-{stream_id}")
         self.tracks: dict[int, TrackState] = {}
@@ -48,6 +54,25 @@ class StreamPipeline:
     @property
     def verdict(self) -> str:
         return most_severe([t.verdict.verdict for t in self.tracks.values()])
+
+    def update(self, window: WindowPolicy, policy: VerdictPolicy, update_interval_s: float) -> None:
+        """New thresholds and windows (a reload): they apply to the next evaluation of every track, open
+        alerts stay open, and the events carry the new values."""
+        self.window, self.policy, self.update_interval_s = window, policy, update_interval_s
+        for track in self.tracks.values():
+            track.window.policy = window
+            track.lifecycle.window, track.lifecycle.policy = window, policy
+            track.lifecycle.update_interval_s = update_interval_s
+
+    async def update_faces(self, settings: FaceSettings) -> None:
+        """New face settings (a reload): a new cropper on the stream's own thread, keeping the tracker (and so
+        every track id)."""
+        def swap():
+            old = self.cropper
+            self.cropper = FaceCropper(settings, template=old.template, tracker=old.tracker)
+            old.close()
+
+        await asyncio.get_running_loop().run_in_executor(self.executor, swap)
 
     async def handle(self, frame: Frame) -> None:
         """Faces of one frame go to the worker; a frame that arrives while the previous is still being cropped
@@ -160,14 +185,16 @@ class StreamPipeline:
             "last_frame_at": self.last_frame_at,
         }
 
+    def state(self) -> dict:
+        """This pipeline's fields of the stream-state hash."""
+        statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
+        return {"verdict": self.verdict, "score": max(statistics) if statistics else None,
+                "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
+                "last_frame_at": self.last_frame_at, "instance": self.instance}
+
     def _push_state(self, force: bool = False) -> None:
         now = time.time()
         if not force and now - self._last_state_push < 1.0:
             return
         self._last_state_push = now
-        statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
-        self.publisher.set_stream_state(self.stream_id, {
-            "verdict": self.verdict, "score": max(statistics) if statistics else None,
-            "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
-            "last_frame_at": self.last_frame_at, "updated_at": now, "instance": self.instance,
-        })
+        self.on_state({**self.state(), "updated_at": now}, force)

@@ -95,7 +95,7 @@ def test_secrets_by_reference_and_masked_output(tmp_path, monkeypatch, capsys):
 def test_example_and_demo_configs_are_valid(monkeypatch):
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("REDIS_PASSWORD", "x")
     monkeypatch.setenv("LOBBY_CAMERA_PASSWORD", "y")
     monkeypatch.setenv("MONITOR_DEMO_VIDEO", "/tmp/demo.mp4")

@@ -18,7 +18,7 @@ import redis
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.webrtc import restrict_host_addresses
+from monitor.sources.webrtc import restrict_host_addresses
 from tests.support.media import face_frames, write_mp4
 from tests.support.reference_models import make_lightning
 from tests.support.servers import RedisServer, RtspServer, free_port

@@ -18,7 +18,7 @@ from PIL import Image
 from tests.support.media import face_frames, write_mp4
 from tests.support.servers import RedisServer, free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.full_size

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import time
 
 import redis.asyncio as aioredis
@@ -21,10 +20,13 @@ from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError, ResponseError
 from redis.retry import Retry
 
+from ..errors import ConfigError
+from ..logs import get
 from ..redact import redact
+from ..tasks import TaskSupervisor
 from .spool import Spool
 
-log = logging.getLogger(__name__)
+log = get(__name__)
 
 DELIVER = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
@@ -62,7 +64,7 @@ class RedisSettings(BaseModel):
         return f"{self.prefix}:instance:{instance}"
 
 
-class RedisAuthError(Exception):
+class RedisAuthError(ConfigError):
     """Wrong or missing Redis credentials: a configuration error, not an outage."""
 
 
@@ -111,7 +113,7 @@ class AlertPublisher:
         self._deliver = self.redis.register_script(DELIVER)
         self._wake = asyncio.Event()
         self._states: dict[str, dict] = {}  # stream state not yet written
-        self._tasks: list[asyncio.Task] = []
+        self.tasks = TaskSupervisor()  # the deliverer and the heartbeat: restarted if they ever fail
         self._outage_logged = False
         self._closing = False
         self.up = False
@@ -125,8 +127,8 @@ class AlertPublisher:
             if is_auth_error(e) and require_auth_ok:
                 raise RedisAuthError(describe_error(e, self.settings.url)) from None
             self._mark_down(e)
-        self._tasks = [asyncio.create_task(self._deliver_forever(), name="alert-deliverer"),
-                       asyncio.create_task(self._heartbeat_forever(), name="redis-heartbeat")]
+        self.tasks.spawn("alert-deliverer", self._deliver_forever)
+        self.tasks.spawn("redis-heartbeat", self._heartbeat_forever)
 
     async def publish(self, event) -> None:
         """Hand an event over: spooled durably now, delivered in order as soon as Redis takes it."""
@@ -154,10 +156,7 @@ class AlertPublisher:
         await self.flush(flush_timeout)
         # The loops also check the flag: redis-py may turn a cancellation inside a call into its own error.
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks, timeout=self.settings.timeout_s + 1)
+        await self.tasks.close(timeout=self.settings.timeout_s + 1)
         try:
             await self.redis.delete(self.settings.instance_key(self.instance))
         except RedisError:
@@ -221,14 +220,15 @@ class AlertPublisher:
 
     def _mark_up(self) -> None:
         if not self.up and self._outage_logged:
-            log.warning("Redis reachable again at %s; delivering %d spooled events", redact(self.settings.url),
-                        len(self.spool))
+            log.warning("Redis reachable again; delivering spooled events", redis=redact(self.settings.url),
+                        events=len(self.spool))
         self.up, self._outage_logged = True, False
         self.metrics.redis_up.set(1)
 
     def _mark_down(self, error: BaseException) -> None:
         if not self._outage_logged:
-            log.warning("%s; alert events are spooled on disk until it returns", describe_error(error, self.settings.url))
+            log.warning("Redis unreachable; alert events are spooled on disk until it returns",
+                        error=describe_error(error, self.settings.url))
             self._outage_logged = True
         self.up = False
         self.metrics.redis_up.set(0)

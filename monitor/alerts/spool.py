@@ -10,13 +10,14 @@ and counted).
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
 from collections import deque
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+from ..logs import get
+
+log = get(__name__)
 
 
 class Spool:
@@ -85,7 +86,7 @@ class Spool:
                     try:
                         lines.append(json.loads(line))
                     except ValueError:  # a torn last line from a crash mid-write: it was never acknowledged
-                        log.warning("spool %s: skipping unreadable line %d", self._log_path, number + 1)
+                        log.warning("spool: skipping an unreadable line", file=str(self._log_path), line=number + 1)
         self._pending = deque(lines[self._offset:])
         if self._offset > len(lines):
             self._offset = len(lines)
@@ -109,8 +110,8 @@ class Spool:
             lost = keep.pop(0)["event"]
             need -= 1
             self.dropped += 1
-            log.error("alert spool full (%d events): dropped %s event %s of alert %s", self.max_events,
-                      lost["type"], lost["event_id"], lost["alert_id"])
+            log.error("alert spool full: dropped an event", max_events=self.max_events, type=lost["type"],
+                      event_id=lost["event_id"], alert_id=lost["alert_id"])
         self._pending = deque(keep)
         self._rewrite()
 

@@ -9,12 +9,13 @@ downloaded at run time.
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+from ..paths import models_dir
 
 WHEEL = "mediapipe==0.10.21"
 FILES = {
@@ -24,23 +25,21 @@ FILES = {
 FULL_RANGE, SHORT_RANGE = FILES
 
 
-def models_dir() -> Path:
-    base = os.environ.get("MONITOR_MODELS_DIR") or (
-        Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "deepfake-monitor/models")
-    return Path(base) / "mediapipe"
+def mediapipe_dir() -> Path:
+    return models_dir() / "mediapipe"
 
 
 def default_model_path(name: str = FULL_RANGE) -> Path:
-    return models_dir() / name
+    return mediapipe_dir() / name
 
 
 def installed(folder: Path | None = None) -> bool:
-    folder = folder or models_dir()
+    folder = folder or mediapipe_dir()
     return all((folder / name).is_file() and _sha256(folder / name) == digest for name, digest in FILES.items())
 
 
 def install(folder: Path | None = None) -> Path:
-    folder = folder or models_dir()
+    folder = folder or mediapipe_dir()
     if installed(folder):
         return folder
     folder.mkdir(parents=True, exist_ok=True)

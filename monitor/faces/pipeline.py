@@ -30,19 +30,19 @@ class FaceSettings(BaseModel):
 class CropResult:
     crops: list[FaceCrop]
     skipped: Counter  # reason -> count, for this frame
-    faces: int  # faces detected (before gates)
-    skipped_tracks: list[tuple[int, str]] = None  # (track id, reason) for each skipped face
+    skipped_tracks: list[tuple[int, str]]  # (track id, reason) for each skipped face
 
 
 class FaceCropper:
     """One per stream (it holds that stream's tracker); not thread-safe."""
 
-    def __init__(self, settings: FaceSettings, template: str = "deepfakebench", detector: FaceDetector | None = None):
+    def __init__(self, settings: FaceSettings, template: str = "deepfakebench", detector: FaceDetector | None = None,
+                 tracker: FaceTracker | None = None):
         self.settings, self.template = settings, template
         # The detector sees everything down to a low floor; the confidence gate below counts what it rejects.
         self.detector = detector or FaceDetector(settings.detector_model, min_confidence=min(0.3, settings.min_confidence))
-        self.tracker = FaceTracker(settings.track_max_absence_s)
-        self.skipped: Counter = Counter()
+        self.tracker = tracker or FaceTracker(settings.track_max_absence_s)
+        self.tracker.max_absence_s = settings.track_max_absence_s
 
     def process(self, frame: Frame) -> CropResult:
         detections = self.detector.detect(frame.image)[: self.settings.max_faces]
@@ -64,8 +64,7 @@ class FaceCropper:
                 continue
             crops.append(FaceCrop(frame.stream_id, track_id, frame.seq, frame.captured_at, aligned.crop,
                                   detection.score, aligned.interocular_px, aligned.residual))
-        self.skipped.update(skipped)
-        return CropResult(crops, skipped, len(detections), skipped_tracks)
+        return CropResult(crops, skipped, skipped_tracks)
 
     def close(self) -> None:
         self.detector.close()

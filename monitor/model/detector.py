@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,6 @@ from .checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from .graphs import GraphSet
 from .preprocess import normalise_uint8_batch, pil_batch
 
-log = logging.getLogger(__name__)
 
 def resolve_device(device: str | None) -> torch.device:
     """`None`/`auto` -> the first GPU when there is one, else the CPU."""

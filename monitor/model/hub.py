@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import concurrent.futures
-import os
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
 from huggingface_hub import constants, hf_hub_download
+
+from ..paths import models_dir
+from .errors import HubUnavailable
 
 # repo -> (checkpoint file, files that must sit beside it)
 PUBLISHED = {
@@ -17,15 +19,6 @@ PUBLISHED = {
 }
 DEFAULT_REPO = "yermandy/deepfake-detection"
 PROBE_SECONDS = 4.0
-
-
-class HubUnavailable(Exception):
-    """The hub cannot be reached; the message says how to bring the file in by hand."""
-
-
-def default_models_dir() -> Path:
-    base = os.environ.get("MONITOR_MODELS_DIR") or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local/share") / "deepfake-monitor/models"
-    return Path(base)
 
 
 def native_name(repo: str) -> str:
@@ -63,7 +56,7 @@ def pull(repo: str = DEFAULT_REPO, dest: Path | None = None, revision: str | Non
     """Download `repo`'s checkpoint (through the hub cache), convert it to the native format in `dest`."""
     if repo not in PUBLISHED:
         raise ValueError(f"unknown repository {repo!r}; known: {', '.join(PUBLISHED)}")
-    dest = Path(dest) if dest else default_models_dir()
+    dest = Path(dest) if dest else models_dir()
     filename, extras = PUBLISHED[repo]
     try:
         if not constants.HF_HUB_OFFLINE:

@@ -10,7 +10,6 @@ Two paths:
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from open_clip.transform import image_transform
@@ -48,7 +47,3 @@ def normalise_uint8_batch(crops: torch.Tensor, image_size: int) -> torch.Tensor:
     mean = torch.tensor(CLIP_MEAN, device=x.device).view(1, 3, 1, 1) * 255
     std = torch.tensor(CLIP_STD, device=x.device).view(1, 3, 1, 1) * 255
     return (x - mean) / std
-
-
-def to_uint8_array(image: Image.Image) -> np.ndarray:
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -15,9 +15,11 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import InputError
 
-class CalibrationError(ValueError):
-    pass
+
+class CalibrationError(InputError):
+    """Scores that cannot be calibrated on, or a target they cannot support; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,45 @@
-"""Stream states, counters, failure classification and the source settings shared by every source."""
+"""What every source shares: the `Source` protocol, states and reasons, failure classification, settings,
+and the counters a reader thread writes while the event loop reads them."""
 
 from __future__ import annotations
 
 import errno
+import random
+import threading
 import time
 from collections import Counter, deque
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import AsyncIterator
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..contracts import Frame, SessionEnded
 from ..redact import redact
 
-STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED = (
-    "starting", "running", "stalled", "reconnecting", "ended", "error", "stopped")
-STATES = (STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED)
-REASONS = ("auth", "not_found", "timeout", "refused", "codec", "protocol", "stall", "closed")
+STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = (
+    "starting", "running", "stalled", "reconnecting", "ended", "error", "stopped", "waiting_for_publisher")
+STATES = (STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING)
+REASONS = ("auth", "not_found", "timeout", "refused", "codec", "protocol", "stall", "closed", "media_timeout",
+           "replaced", "stopped", "internal")
+
+
+class Source(Protocol):
+    """A stream's frames. Implementations: `PyAVSource` (RTSP, files, HTTP...), `WhipSource` (WebRTC push).
+
+    `frames()` yields sampled frames (the newest wins when the consumer is slow) and a `SessionEnded` marker
+    when a publisher's session ends (its tracks and alerts end with it); it returns when the source has
+    finished for good (stopped, a file's end, a fatal error). `status()` is safe to call from the event loop
+    at any time."""
+
+    stream_id: str
+
+    def start(self) -> None: ...
+
+    def frames(self) -> AsyncIterator[Frame | SessionEnded]: ...
+
+    def status(self) -> dict: ...
+
+    async def stop(self) -> None: ...
 
 
 class SourceSettings(BaseModel):
@@ -67,55 +91,139 @@ def classify(error: BaseException, url: str) -> SourceFailure:
     return SourceFailure(reason, redact(f"{reason}: {type(error).__name__}: {text}"))
 
 
-@dataclass
 class SourceStats:
-    frames_decoded: int = 0
-    frames_emitted: int = 0
-    dropped: Counter = field(default_factory=Counter)  # reason -> count
-    reconnects: int = 0  # sessions re-established after a loss
-    reconnect_attempts: int = 0
-    stalls: int = 0
-    last_frame_at: float | None = None  # wall clock
-    expected_fps: float | None = None
-    _recent_decodes: deque = field(default_factory=lambda: deque(maxlen=64))
-    _recent_restarts: deque = field(default_factory=lambda: deque(maxlen=64))
+    """A source's state and counters. The reader thread writes them while the event loop reads them (for
+    /metrics, /streams and the watchdog), so every change and every read holds one lock, and readers get
+    copies: no code on the loop iterates a structure the reader is changing."""
+
+    def __init__(self, stall_after_s: float | None = None):
+        self._lock = threading.Lock()
+        self.state, self.reason, self.detail = STARTING, None, ""
+        self.frames_decoded = self.frames_emitted = 0
+        self.reconnects = 0  # sessions re-established after a loss
+        self.reconnect_attempts = 0
+        self.stalls = 0
+        self.dropped: Counter = Counter()  # reason -> count
+        self.last_frame_at: float | None = None  # wall clock
+        self.last_data_at: float | None = None  # monotonic: the newest packet (or frame) that arrived
+        self.expected_fps: float | None = None
+        self.stall_after_s = stall_after_s  # RUNNING with no data this long shows as stalled, whatever the reader
+        self._recent_decodes: deque[float] = deque(maxlen=64)
+        self._recent_restarts: deque[float] = deque(maxlen=64)
+
+    # --- written by the reader ---------------------------------------------------------------------------
+
+    def set_state(self, state: str, reason: str | None = None, detail: str = "") -> None:
+        with self._lock:
+            if state == RUNNING:
+                reason, detail = None, ""
+            elif reason is None:
+                reason, detail = self.reason, detail or self.detail
+            self.state, self.reason, self.detail = state, reason, detail
 
     def decoded(self, now: float) -> None:
-        self.frames_decoded += 1
-        self.last_frame_at = now
-        self._recent_decodes.append(now)
+        with self._lock:
+            self.frames_decoded += 1
+            self.last_frame_at = now
+            self._recent_decodes.append(now)
+        self.last_data_at = time.monotonic()
 
-    def restarted(self, now: float) -> None:
-        self._recent_restarts.append(now)
+    def data_arrived(self) -> None:
+        """A packet arrived (it may not decode into a frame yet); one float store, no lock needed."""
+        self.last_data_at = time.monotonic()
 
-    def fps(self, now: float) -> float:
-        recent = [t for t in self._recent_decodes if now - t <= 5.0]
-        if len(recent) < 2:
-            return 0.0
-        return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+    def count(self, counter: str, n: int = 1) -> None:
+        """frames_emitted, reconnects or stalls."""
+        with self._lock:
+            setattr(self, counter, getattr(self, counter) + n)
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        with self._lock:
+            self.dropped[reason] += n
+
+    def restart_attempted(self, now: float) -> None:
+        with self._lock:
+            self.reconnect_attempts += 1
+            self._recent_restarts.append(now)
+
+    # --- read by anyone ----------------------------------------------------------------------------------
 
     def restarts_within(self, seconds: float, now: float) -> int:
-        return sum(1 for t in self._recent_restarts if now - t <= seconds)
+        with self._lock:
+            return sum(1 for t in self._recent_restarts if now - t <= seconds)
 
-    def quality(self, state: str, now: float) -> str:
-        """Frigate-style summary: good, degraded, poor or down."""
-        if state not in (RUNNING,):
-            return "down" if state not in (STARTING, ENDED) else "unknown"
-        fps, expected = self.fps(now), self.expected_fps
-        restarts = self.restarts_within(300, now)
-        if restarts >= 3 or (expected and fps < 0.5 * expected):
-            return "poor"
-        if restarts >= 1 or (expected and fps < 0.8 * expected) or self.dropped.get("decode_error", 0):
-            return "degraded"
-        return "good"
+    def fps(self, now: float | None = None) -> float:
+        with self._lock:
+            recent = list(self._recent_decodes)
+        return _fps(recent, time.time() if now is None else now)
 
-    def snapshot(self, state: str, now: float | None = None) -> dict:
+    def snapshot(self, now: float | None = None) -> dict:
+        """State and counters as one consistent copy."""
         now = time.time() if now is None else now
+        with self._lock:
+            state, reason, detail = self.state, self.reason, self.detail
+            decodes, restarts = list(self._recent_decodes), list(self._recent_restarts)
+            snapshot = {
+                "frames_decoded": self.frames_decoded, "frames_emitted": self.frames_emitted,
+                "dropped": dict(self.dropped), "reconnects": self.reconnects,
+                "reconnect_attempts": self.reconnect_attempts, "stalls": self.stalls,
+            }
+            last_frame_at, expected = self.last_frame_at, self.expected_fps
+        silent = None if self.last_data_at is None else time.monotonic() - self.last_data_at
+        if state == RUNNING and self.stall_after_s and silent is not None and silent > self.stall_after_s:
+            # The reader did not notice yet (a call that ignores its timeout): say what is true.
+            state, reason, detail = STALLED, "stall", f"no data for {silent:.1f} s"
+        fps = _fps(decodes, now)
+        recent_restarts = sum(1 for t in restarts if now - t <= 300)
         return {
-            "frames_decoded": self.frames_decoded, "frames_emitted": self.frames_emitted,
-            "dropped": dict(self.dropped), "reconnects": self.reconnects,
-            "reconnect_attempts": self.reconnect_attempts, "stalls": self.stalls,
-            "fps": round(self.fps(now), 2),
-            "seconds_since_frame": None if self.last_frame_at is None else round(now - self.last_frame_at, 3),
-            "connection_quality": self.quality(state, now),
+            "state": state, "reason": reason, "detail": detail, **snapshot, "fps": round(fps, 2),
+            "seconds_since_frame": None if last_frame_at is None else round(now - last_frame_at, 3),
+            "connection_quality": _quality(state, fps, expected, recent_restarts, snapshot["dropped"]),
         }
+
+
+def _fps(decodes: list[float], now: float) -> float:
+    recent = [t for t in decodes if now - t <= 5.0]
+    if len(recent) < 2:
+        return 0.0
+    return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+
+
+def _quality(state: str, fps: float, expected: float | None, restarts_5min: int, dropped: dict) -> str:
+    """Frigate-style summary: good, degraded, poor, down (or unknown before the first frame)."""
+    if state != RUNNING:
+        return "unknown" if state in (STARTING, ENDED, WAITING) else "down"
+    if restarts_5min >= 3 or (expected and fps < 0.5 * expected):
+        return "poor"
+    if restarts_5min >= 1 or (expected and fps < 0.8 * expected) or dropped.get("decode_error", 0):
+        return "degraded"
+    return "good"
+
+
+FATAL_REASONS = ("auth", "not_found")  # the server said no: retrying soon would only hammer it
+
+
+class Backoff:
+    """When to try again after a failure: capped exponential backoff with ±20 % jitter (cameras behind one
+    gateway do not retry in step), `backoff_fatal_s` after auth / not-found, and a restart-rate limit.
+    Shared by every reconnecting source, whatever its protocol."""
+
+    def __init__(self, settings: SourceSettings, stats: SourceStats):
+        self.settings, self.stats = settings, stats
+        self._next = settings.backoff_initial_s
+
+    def reset(self) -> None:
+        """A session worked: the next failure starts from the initial delay again."""
+        self._next = self.settings.backoff_initial_s
+
+    def delay(self, reason: str, now: float | None = None) -> float:
+        """The wait before the next attempt after a failure for `reason`."""
+        s = self.settings
+        if reason in FATAL_REASONS:
+            self._next = max(self._next, s.backoff_fatal_s)
+        delay = self._next * random.uniform(0.8, 1.2)
+        if self.stats.restarts_within(60, time.time() if now is None else now) >= s.restarts_per_minute:
+            delay = max(delay, 60.0 / s.restarts_per_minute * 2)
+        cap = max(s.backoff_max_s, s.backoff_fatal_s if reason in FATAL_REASONS else 0.0)
+        self._next = min(self._next * 2, cap)
+        return delay

@@ -1,5 +1,5 @@
-"""RTSP and file sources on PyAV: one reader thread per stream that decodes every frame and hands the
-newest to the event loop at the sampling rate.
+"""RTSP, files and whatever else FFmpeg opens, on PyAV: one reader thread per stream that decodes every frame
+and hands the newest to the event loop at the sampling rate.
 
 The reader never stops reading a live session (a paused reader makes the server buffer and latency creep
 up); decoded frames that are not sampled are simply replaced by newer ones. Only sampled frames are
@@ -10,54 +10,49 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import logging
-import random
 import threading
 import time
 
 import av
 
 from ..contracts import Frame
+from ..logs import get
 from ..redact import redact
 from .base import (
     ENDED,
     ERROR,
+    FATAL_REASONS,
     RECONNECTING,
     RUNNING,
     STALLED,
-    STARTING,
     STOPPED,
+    Backoff,
     SourceFailure,
     SourceSettings,
     SourceStats,
     classify,
 )
+from .channel import FrameChannel
 from .sampling import RateSampler, to_frame
-from .slot import FrameSlot
 
-log = logging.getLogger(__name__)
+log = get(__name__)
 
-FATAL_REASONS = ("auth", "not_found")
-_open_containers = 0  # for leak checks
-_open_lock = threading.Lock()
-
-
-def open_containers() -> int:
-    return _open_containers
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://", "tcp://")
+# A packet that arrives this share of stall_timeout_s after the previous one came out of FFmpeg's buffer when its
+# read timed out: the silence is the news, that packet is old.
+SILENCE_SHARE = 0.95
 
 
 class PyAVSource:
-    """A stream read by PyAV. `is_live`: RTSP (reconnects forever); otherwise a file (ends, or loops)."""
+    """A stream read by PyAV. `is_live` (network URLs): reconnects forever; otherwise a file (ends, or loops)."""
 
     def __init__(self, stream_id: str, url: str, settings: SourceSettings | None = None):
         self.stream_id, self.url = stream_id, url
         self.settings = settings or SourceSettings()
-        self.is_live = url.lower().startswith(("rtsp://", "rtsps://", "rtmp://", "srt://", "udp://", "tcp://"))
-        self.state = STARTING
-        self.reason: str | None = None  # why the stream is in error / reconnecting
-        self.detail: str = ""
-        self.stats = SourceStats()
-        self._slot = FrameSlot()
+        self.is_live = url.lower().startswith(LIVE_SCHEMES)
+        self.stats = SourceStats(stall_after_s=self.settings.stall_timeout_s + 1.0 if self.is_live else None)
+        self.log = log.bind(stream_id=stream_id)
+        self._channel = FrameChannel()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -67,6 +62,14 @@ class PyAVSource:
     @property
     def safe_url(self) -> str:
         return redact(self.url)
+
+    @property
+    def state(self) -> str:
+        return self.stats.state
+
+    @property
+    def reason(self) -> str | None:
+        return self.stats.reason
 
     # --- control (event loop) -----------------------------------------------------------------------------
 
@@ -81,70 +84,63 @@ class PyAVSource:
         if self._thread is not None:
             bound = timeout if timeout is not None else self.settings.open_timeout_s + self.settings.stall_timeout_s + 1
             await asyncio.get_running_loop().run_in_executor(None, self._thread.join, bound)
-        self._set_state(STOPPED)
+        self.stats.set_state(STOPPED)
+        self._channel.finish()
 
     def frames(self):
         """Sampled frames, the newest served first, until the stream ends or is stopped."""
-        return self._slot.frames()
+        return self._channel.items()
 
     def status(self) -> dict:
-        return {"id": self.stream_id, "url": self.safe_url, "state": self.state, "reason": self.reason,
-                "detail": self.detail, **self.stats.snapshot(self.state)}
+        return {"id": self.stream_id, "url": self.safe_url, **self.stats.snapshot()}
 
     # --- reader thread ------------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        backoff = self.settings.backoff_initial_s
+        backoff = Backoff(self.settings, self.stats)
         first, clean_end = True, False
         try:
             while not self._stop.is_set():
                 if not first and not clean_end:  # a file looping round is not a reconnect
-                    self.stats.reconnect_attempts += 1
-                    self.stats.restarted(time.time())
+                    self.stats.restart_attempted(time.time())
                 first, clean_end = False, False
                 try:
                     self._read_once()
                     if self._stop.is_set():
                         return
                     if not self.is_live and not self.settings.loop:
-                        self._set_state(ENDED, "closed", "end of file")
+                        self.stats.set_state(ENDED, "closed", "end of file")
                         return
-                    backoff = self.settings.backoff_initial_s  # a clean session resets the backoff
-                    if self.is_live:
-                        self._note_failure(SourceFailure("closed", "the server ended the session"))
-                    else:
+                    backoff.reset()  # a clean session resets the backoff
+                    if not self.is_live:
                         clean_end = True
                         continue  # loop the file at once
-                except SourceFailure as failure:
+                    failure = SourceFailure("closed", "the server ended the session")
+                except SourceFailure as error:
+                    failure = error
                     if not self.is_live and failure.reason != "stall":
-                        self._set_state(ERROR, failure.reason, str(failure))
-                        log.error("stream %s: %s", self.stream_id, failure)
+                        self.stats.set_state(ERROR, failure.reason, str(failure))
+                        self.log.error("stream failed", reason=failure.reason, error=str(failure))
                         return
-                    self._note_failure(failure)
-                    if failure.reason in FATAL_REASONS:
-                        backoff = max(backoff, self.settings.backoff_fatal_s)
-                        self._set_state(ERROR, failure.reason, str(failure))
-                if self._stop.is_set():
-                    return
-                delay = self._restart_delay(backoff)
+                fatal = failure.reason in FATAL_REASONS
+                self.stats.set_state(ERROR if fatal else RECONNECTING, failure.reason, str(failure))
+                delay = backoff.delay(failure.reason)
+                self.log.warning("reconnecting", reason=failure.reason, error=str(failure), in_s=round(delay, 2))
                 self._stop.wait(delay)
-                backoff = min(backoff * 2, max(self.settings.backoff_max_s, self.settings.backoff_fatal_s
-                                               if self.reason in FATAL_REASONS else 0))
+        except Exception as e:  # a bug, not a stream failure: say so, the supervisor shows the stream in error
+            self.stats.set_state(ERROR, "internal", redact(f"{type(e).__name__}: {e}"))
+            self.log.exception("reader failed")
         finally:
-            self._loop.call_soon_threadsafe(self._slot.finished.set)
+            self._post(self._channel.finish)
 
-    def _restart_delay(self, backoff: float) -> float:
-        delay = backoff * random.uniform(0.8, 1.2)  # jitter: many cameras behind one gateway do not retry in step
-        if self.stats.restarts_within(60, time.time()) >= self.settings.restarts_per_minute:
-            delay = max(delay, 60.0 / self.settings.restarts_per_minute * 2)
-        return delay
-
-    def _note_failure(self, failure: SourceFailure) -> None:
-        self._set_state(RECONNECTING, failure.reason, str(failure))
-        log.warning("stream %s: %s; reconnecting", self.stream_id, failure)
+    def _post(self, callback, *args) -> None:
+        """Run `callback` on the event loop (the only place the channel is touched)."""
+        try:
+            self._loop.call_soon_threadsafe(callback, *args)
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            pass
 
     def _open(self):
-        global _open_containers
         s = self.settings
         options, read_timeout, open_bound = {}, s.stall_timeout_s, s.open_timeout_s
         if self.url.lower().startswith(("rtsp://", "rtsps://")):
@@ -154,24 +150,13 @@ class PyAVSource:
             read_timeout, open_bound = None, min(s.open_timeout_s, s.stall_timeout_s)
         started = time.monotonic()
         try:
-            container = av.open(self.url, options=options, timeout=(s.open_timeout_s, read_timeout))
+            return av.open(self.url, options=options, timeout=(s.open_timeout_s, read_timeout))
         except Exception as e:  # PyAV raises a zoo of FFmpegError/OSError subclasses; classify them all
             failure = classify(e, self.url)
             if failure.reason == "protocol" and time.monotonic() - started >= 0.9 * open_bound:
                 # A server that accepts and never answers surfaces as "invalid data" once the timeout hits.
                 failure = SourceFailure("timeout", f"timeout: no answer within {open_bound:.1f} s ({failure})")
             raise failure from None
-        with _open_lock:
-            _open_containers += 1
-        return container
-
-    def _close(self, container) -> None:
-        global _open_containers
-        try:
-            container.close()
-        finally:
-            with _open_lock:
-                _open_containers -= 1
 
     def _read_once(self) -> None:
         """One session: open, decode until the end, a failure, or stop. The container is always closed."""
@@ -194,42 +179,53 @@ class PyAVSource:
         except Exception as e:
             failure = classify(e, self.url)
             if failure.reason == "timeout" and self.state == RUNNING:  # the read timeout fired mid-stream: a stall
-                self.stats.stalls += 1
-                self._set_state(STALLED, "stall", f"no data for {self.settings.stall_timeout_s:.1f} s")
-                failure = SourceFailure("stall", f"stall: no data for {self.settings.stall_timeout_s:.1f} s")
+                raise self._stalled(f"no data for {self.settings.stall_timeout_s:.1f} s") from None
             raise failure from None
         finally:
-            self._close(container)
+            container.close()
+
+    def _stalled(self, detail: str) -> SourceFailure:
+        self.stats.count("stalls")
+        self.stats.set_state(STALLED, "stall", detail)
+        self.log.warning("stream stalled", detail=detail)
+        return SourceFailure("stall", f"stall: {detail}")
 
     def _decode(self, container, stream) -> None:
         paced = not self.is_live and self.settings.realtime
         wall_start = media_start = None
         sampler = RateSampler(self.settings.sample_fps)
-        last_frame = time.monotonic()
+        stall_s = self.settings.stall_timeout_s
+        last_frame = last_packet = time.monotonic()
         keyframes_only = self.settings.mode == "keyframes"
         for packet in container.demux(stream):
             if self._stop.is_set():
                 return
+            arrived = time.monotonic()
+            if self.is_live and arrived - last_packet >= SILENCE_SHARE * stall_s:
+                # FFmpeg's read timed out and it handed over what it had buffered before the silence: report the
+                # stall now (not at the next timeout), and never decode that stale packet as a fresh frame.
+                raise self._stalled(f"no data for {arrived - last_packet:.1f} s")
+            last_packet = arrived
+            self.stats.data_arrived()
             if keyframes_only and not packet.is_keyframe and packet.size:
                 # Read (so the session never backs up) but not decoded: the decoder would skip it anyway.
                 # With keyframes seconds apart, arriving packets are what proves the stream alive.
-                last_frame = time.monotonic()
+                last_frame = arrived
                 continue
             try:
                 frames = packet.decode()
             except av.error.InvalidDataError:
-                self.stats.dropped["decode_error"] += 1  # a corrupt packet: skip it, keep the session
+                self.stats.drop("decode_error")  # a corrupt packet: skip it, keep the session
                 continue
-            now_mono = time.monotonic()
             for frame in frames:
                 now = time.time()
                 self.stats.decoded(now)
-                last_frame = now_mono
+                last_frame = time.monotonic()
                 if self.state != RUNNING:
                     if self._sessions:  # a session came back after a loss
-                        self.stats.reconnects += 1
+                        self.stats.count("reconnects")
                     self._sessions += 1
-                    self._set_state(RUNNING)
+                    self.stats.set_state(RUNNING)
                 media_time = frame.time
                 if paced and media_time is not None:  # play files at their own pace
                     if wall_start is None:
@@ -240,22 +236,11 @@ class PyAVSource:
                 # The sampling clock: wall time for live and paced input, media time when decoding flat out.
                 clock = media_time if (not self.is_live and not paced and media_time is not None) else time.monotonic()
                 if sampler.due(clock):
-                    self.stats.frames_emitted += 1
-                    self._loop.call_soon_threadsafe(self._deliver, to_frame(self.stream_id, next(self._seq), frame, now))
-            if now_mono - last_frame > self.settings.stall_timeout_s:
-                self.stats.stalls += 1
-                self._set_state(STALLED, "stall", "packets arrive but no frame decodes")
-                raise SourceFailure("stall", f"stall: no frame for {self.settings.stall_timeout_s:.1f} s")
+                    self.stats.count("frames_emitted")
+                    self._post(self._deliver, to_frame(self.stream_id, next(self._seq), frame, now))
+            if arrived - last_frame > stall_s:
+                raise self._stalled("packets arrive but no frame decodes")
 
     def _deliver(self, frame: Frame) -> None:
-        if self._slot.put(frame):  # the consumer had not taken the previous frame: the newest wins
-            self.stats.dropped["stale"] += 1
-
-    def _set_state(self, state: str, reason: str | None = None, detail: str = "") -> None:
-        if state == RUNNING:
-            self.reason, self.detail = None, ""
-        elif reason is not None:
-            self.reason, self.detail = reason, detail
-        if state == STALLED:
-            log.warning("stream %s stalled: %s", self.stream_id, detail)
-        self.state = state
+        if self._channel.put(frame):  # the consumer had not taken the previous frame: the newest wins
+            self.stats.drop("stale")

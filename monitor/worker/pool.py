@@ -14,7 +14,6 @@ load keeps its latency bound of `max_wait_ms` plus one batch.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,11 +22,12 @@ import numpy as np
 import torch
 
 from ..contracts import FaceCrop, Score
+from ..logs import get
 from ..model import COMPILE_MODES, Detector
 from .metrics import WorkerMetrics
 from .queue import FairQueue, Pending
 
-log = logging.getLogger(__name__)
+log = get(__name__)
 
 PIPELINE_DEPTH = 2  # batches a device may hold: the running one and the next
 
@@ -90,8 +90,8 @@ class DeviceRunner:
             started = time.monotonic()
             self.detector.score_uint8(np.zeros((bucket, crop_size, crop_size, 3), np.uint8))
             if compile_mode:
-                log.info("compiled batch size %d on %s (%s) in %.1f s", bucket, self.name, compile_mode,
-                         time.monotonic() - started)
+                log.info("compiled a batch size", batch_size=bucket, device=self.name, mode=compile_mode,
+                         seconds=round(time.monotonic() - started, 1))
         self.last_progress = time.monotonic()
 
     def run_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
@@ -117,7 +117,7 @@ class DeviceRunner:
             self.metrics.max_batch.labels(self.name).set(self.max_batch)
             torch.cuda.empty_cache()
             if not self._oom_logged:
-                log.warning("CUDA out of memory on %s: batch limit halved to %d", self.name, self.max_batch)
+                log.warning("CUDA out of memory: batch limit halved", device=self.name, max_batch=self.max_batch)
                 self._oom_logged = True
             return np.concatenate([self.score(crops[i:i + self.max_batch])
                                    for i in range(0, len(crops), self.max_batch)])
@@ -217,6 +217,11 @@ class InferencePool:
         has_work = len(self.queue) > 0 or self._in_flight > 0
         return has_work and time.monotonic() - self.last_progress > timeout_s
 
+    def gpu_memory(self) -> dict[str, int]:
+        """Bytes allocated by torch on each CUDA device of the pool."""
+        return {r.name: torch.cuda.memory_allocated(r.detector.device) for r in self.runners
+                if r.detector.device.type == "cuda"}
+
     # --- dispatching -------------------------------------------------------------------------------------
 
     async def _dispatch(self, runner: DeviceRunner) -> None:
@@ -253,7 +258,8 @@ class InferencePool:
             raise
         except Exception as e:  # one bad batch fails its own futures; the worker goes on
             self.metrics.failed_batches.labels(runner.name).inc()
-            log.error("inference batch of %d on %s failed: %s", len(batch), runner.name, e)
+            log.error("inference batch failed", batch_size=len(batch), device=runner.name,
+                      stream_ids=sorted({item.crop.stream_id for item in batch}), error=f"{type(e).__name__}: {e}")
             error = WorkerError(f"inference failed on {runner.name}: {type(e).__name__}: {e}")
             for item in batch:
                 if not item.future.done():

@@ -61,14 +61,7 @@ def test_gend_checkpoint_matches_reference(gend, pixels):
 
 @pytest.mark.parametrize("width,layers,patch", [(64, 1, 14), (128, 3, 16)])
 def test_architecture_is_inferred_from_shapes(tmp_path, width, layers, patch):
-    import reference_models
-    from reference_models import hf_config
-    original = reference_models.hf_config
-    reference_models.hf_config = lambda w, l: hf_config(w, l, patch=patch)
-    try:
-        reference = make_lightning(tmp_path / "model.ckpt", width=width, layers=layers)
-    finally:
-        reference_models.hf_config = original
+    reference = make_lightning(tmp_path / "model.ckpt", width=width, layers=layers, patch=patch)
     checkpoint = read_checkpoint(tmp_path / "model.ckpt")
     assert checkpoint.architecture == Architecture(image_size=224, patch_size=patch, width=width, layers=layers,
                                                    mlp_width=4 * width)

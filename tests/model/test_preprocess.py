@@ -38,7 +38,7 @@ def test_tensor_path_difference_is_small_and_measured(face_paths):
 
 
 def test_tensor_path_scores_match_pil_path(face_paths, tmp_path):
-    from reference_models import make_gend
+    from tests.support.reference_models import make_gend
 
     make_gend(tmp_path / "model.safetensors")
     detector = Detector.load(tmp_path / "model.safetensors", device="cpu", precision="fp32")

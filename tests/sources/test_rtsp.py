@@ -2,13 +2,15 @@
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 import time
 
 import numpy as np
 import pytest
 
-from monitor.sources import ERROR, RECONNECTING, RUNNING, PyAVSource, SourceManager, SourceSettings, open_containers
+from monitor.sources import ERROR, RECONNECTING, RUNNING, PyAVSource, SourceSettings
 from tests.support.aio import collect, wait_for
 from tests.support.servers import RtspServer
 
@@ -39,8 +41,20 @@ async def test_live_stream_is_sampled_at_the_configured_rate(rtsp):
     assert pts == sorted(pts)
 
 
+def open_sockets() -> int:
+    """Sockets this process holds (Linux)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:  # closed meanwhile (the listing's own descriptor, among others)
+            pass
+    return count
+
+
 async def test_five_server_restarts_reconnect_five_times_without_leaks(rtsp):
     threads_before = threading.active_count()
+    sockets_before = open_sockets()
     source = PyAVSource("cam", rtsp.url(), SourceSettings(sample_fps=10, **FAST))
     source.start()
     assert await wait_for(lambda: source.stats.frames_emitted > 3, 10)
@@ -53,7 +67,7 @@ async def test_five_server_restarts_reconnect_five_times_without_leaks(rtsp):
         assert await wait_for(lambda: source.stats.frames_emitted > emitted + 3, 15), f"no frames after restart {restart}"
     assert source.stats.reconnects == 5
     await source.stop()
-    assert open_containers() == 0
+    assert open_sockets() <= sockets_before  # every session's connection was closed
     # The reader thread is gone and no FFmpeg/PyAV thread piled up across the restarts.
     assert not any(t.name.startswith("reader-") for t in threading.enumerate())
     assert threading.active_count() <= threads_before + 1  # + the loop's executor thread that joined the reader
@@ -124,7 +138,41 @@ async def test_stall_mid_stream_restarts_within_bound(rtsp):
     proxy.close()
     print(f"stall detected after {detected:.2f} s (stall_timeout_s=2.0)")
     # The read timeout fires stall_timeout_s after the last byte; frames already in flight add a little.
-    assert detected < 2 * 2.0 + 1.0
+    assert detected < 2.0 + 1.0
+
+
+async def test_a_frozen_server_is_a_stall_within_the_timeout_and_no_stale_frame_follows(rtsp):
+    """SIGSTOP the server with the session open: at its read timeout FFmpeg hands over one last buffered packet;
+    that packet must not come out as a fresh frame, and the stall must not wait for a second timeout."""
+    source = PyAVSource("cam", rtsp.url(), SourceSettings(sample_fps=5, **{**FAST, "stall_timeout_s": 3.0}))
+    source.start()
+    assert await wait_for(lambda: source.state == RUNNING, 10)
+    received = []
+
+    async def read():
+        async for frame in source.frames():
+            received.append((time.monotonic(), frame))
+
+    reader = asyncio.create_task(read())
+    await asyncio.sleep(2.0)
+    os.kill(rtsp.process.pid, signal.SIGSTOP)
+    frozen = time.monotonic()
+    try:
+        assert await wait_for(lambda: source.status()["reason"] == "stall", 10)
+        detected = time.monotonic() - frozen
+        await asyncio.sleep(1.5)  # frozen a while longer: nothing may come out meanwhile
+        late = [(round(t - frozen, 2), f.pts) for t, f in received if t > frozen + 0.5]
+    finally:
+        os.kill(rtsp.process.pid, signal.SIGCONT)
+    print(f"frozen server: stall reported after {detected:.2f} s (stall_timeout_s=3.0); frames after the freeze: "
+          f"{late}")
+    assert detected <= 3.0 + 1.0
+    assert source.stats.stalls >= 1
+    assert not late, "a frame decoded from data sent before the freeze was emitted as new"
+    frames_before = len(received)
+    assert await wait_for(lambda: len(received) > frames_before + 3, 20)  # and it recovers once the server resumes
+    await source.stop()
+    reader.cancel()
 
 
 async def test_failures_are_classified_while_other_streams_run(rtsp):
@@ -138,15 +186,18 @@ async def test_failures_are_classified_while_other_streams_run(rtsp):
     junk_port = junk.sockets[0].getsockname()[1]
     frames = {}
 
-    async def sink(frame):
-        frames[frame.stream_id] = frames.get(frame.stream_id, 0) + 1
+    async def pump(source):
+        async for frame in source.frames():
+            frames[frame.stream_id] = frames.get(frame.stream_id, 0) + 1
 
-    manager = SourceManager(sink)
-    await manager.add("healthy", rtsp.url(), SourceSettings(sample_fps=5, **FAST))
-    await manager.add("missing", rtsp.url("nope"), SourceSettings(**FAST))
-    await manager.add("garbage", f"rtsp://127.0.0.1:{junk_port}/x", SourceSettings(**FAST))
-    await manager.add("refused", "rtsp://127.0.0.1:9/x", SourceSettings(**FAST))
-    sources = manager.sources
+    sources = {"healthy": PyAVSource("healthy", rtsp.url(), SourceSettings(sample_fps=5, **FAST)),
+               "missing": PyAVSource("missing", rtsp.url("nope"), SourceSettings(**FAST)),
+               "garbage": PyAVSource("garbage", f"rtsp://127.0.0.1:{junk_port}/x", SourceSettings(**FAST)),
+               "refused": PyAVSource("refused", "rtsp://127.0.0.1:9/x", SourceSettings(**FAST))}
+    pumps = []
+    for source in sources.values():
+        source.start()
+        pumps.append(asyncio.create_task(pump(source)))
     assert await wait_for(lambda: sources["missing"].reason == "not_found" and sources["refused"].reason == "refused"
                           and sources["garbage"].reason is not None and frames.get("healthy", 0) > 0, 15)
     assert sources["refused"].state == RECONNECTING  # transient failures keep retrying with backoff
@@ -155,11 +206,11 @@ async def test_failures_are_classified_while_other_streams_run(rtsp):
     before = frames.get("healthy", 0)
     await asyncio.sleep(1.0)
     assert frames.get("healthy", 0) > before  # the others never disturbed it
-    listed = {s["id"]: s for s in manager.list()}
+    listed = {s["id"]: s for s in (source.status() for source in sources.values())}
     assert listed["missing"]["state"] == "error" and listed["healthy"]["state"] == "running"
-    await manager.remove("missing")
-    assert "missing" not in {s["id"] for s in manager.list()}
-    await manager.close()
+    assert listed["missing"]["reason"] == "not_found" and listed["healthy"]["connection_quality"] != "down"
+    await asyncio.gather(*(source.stop() for source in sources.values()))
+    await asyncio.wait_for(asyncio.gather(*pumps), 5)  # every pump ends once its source stops
     junk.close()
 
 

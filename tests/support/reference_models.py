@@ -61,11 +61,12 @@ class ReferenceDetector(torch.nn.Module):
 
 
 def make_lightning(path: Path, width: int = 128, layers: int = 2, seed: int = 0,
-                   hparams: dict | None = None) -> ReferenceDetector:
+                   hparams: dict | None = None, patch: int = 14) -> ReferenceDetector:
     """A Lightning `model.ckpt` with the published key names; returns the reference model."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    tower = get_peft_model(CLIPVisionModel(hf_config(width, layers)), LNTuningConfig(target_modules=LN_TARGETS))
+    tower = get_peft_model(CLIPVisionModel(hf_config(width, layers, patch=patch)),
+                           LNTuningConfig(target_modules=LN_TARGETS))
     # Tuned copies differ from base_layer, so loading the wrong one gives different scores.
     _perturb_layernorms(tower, ("ln_tuning_layers",), generator)
     reference = ReferenceDetector(tower, width, generator).eval()

@@ -1,0 +1,291 @@
+"""The one owner of the running streams (as Frigate's camera maintainer owns its cameras).
+
+Every stream is a `StreamHandle`: its config and where that came from (the config file, the HTTP API, later
+the cluster), its source, its pipeline, and the task that pumps frames from one to the other. Whoever wants
+streams changed calls `apply(desired, origin)` with the full set it wants for its origin, or `add`/`remove`
+for one stream; the supervisor works out the difference. A reload of the file therefore never touches a
+stream that came from the API.
+
+What a change costs: a new URL restarts the stream (its open alerts close with `stream_ended`); new
+sampling restarts only its reader (a WHIP stream's rate changes in place, keeping the publisher); new
+windows, thresholds or face settings apply to the running pipeline (open alerts stay open).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from .config import MonitorConfig, StreamConfig
+from .contracts import SessionEnded
+from .faces.pipeline import FaceCropper
+from .logs import get
+from .pipeline import StreamPipeline
+from .redact import redact
+from .scoring import VerdictPolicy, WindowPolicy
+from .sources import ERROR, Source, SourceSettings, create_source, kind_of
+
+log = get(__name__)
+
+FILE, API = "file", "api"  # where a stream's definition came from
+PUMP_RESTART_S, PUMP_RESTART_MAX_S = 5.0, 300.0
+
+
+class StreamExists(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class StreamPlan:
+    """A stream's effective settings: its own overrides over the config's sections."""
+
+    config: StreamConfig
+    sampling: SourceSettings
+    window: WindowPolicy
+    verdict: VerdictPolicy
+
+    @classmethod
+    def of(cls, stream: StreamConfig, config: MonitorConfig) -> "StreamPlan":
+        return cls(stream, *config.stream_settings(stream))
+
+
+class StreamHandle:
+    def __init__(self, plan: StreamPlan, origin: str, source: Source, pipeline: StreamPipeline):
+        self.plan, self.origin, self.source, self.pipeline = plan, origin, source, pipeline
+        self.task: asyncio.Task | None = None
+        self.failure: tuple[str, str] | None = None  # the pump failed: (reason, detail) until it restarts
+        self.failures = 0
+        self.started_at = time.monotonic()
+
+    @property
+    def stream_id(self) -> str:
+        return self.plan.config.id
+
+    def source_status(self) -> dict:
+        status = self.source.status()
+        if self.failure is not None:
+            status.update(state=ERROR, reason=self.failure[0], detail=self.failure[1], connection_quality="down")
+        return status
+
+    def status(self) -> dict:
+        return {**self.source_status(), **self.pipeline.status(), "origin": self.origin}
+
+
+class StreamSupervisor:
+    def __init__(self, config: MonitorConfig, model, publisher, metrics):
+        """`model`: the loaded model (pool, tag, face template); `metrics`: the daemon's metrics."""
+        self.config, self.model, self.publisher, self.metrics = config, model, publisher, metrics
+        self.handles: dict[str, StreamHandle] = {}
+        self._lock = asyncio.Lock()  # one change at a time: the file, the API and the cluster may race
+        self._restarts: dict[str, asyncio.TimerHandle] = {}
+        self._closing = False
+
+    # --- what runs -----------------------------------------------------------------------------------------
+
+    def __contains__(self, stream_id: str) -> bool:
+        return stream_id in self.handles
+
+    def ids(self) -> list[str]:
+        return list(self.handles)
+
+    def status(self, stream_id: str) -> dict | None:
+        handle = self.handles.get(stream_id)
+        return None if handle is None else handle.status()
+
+    def statuses(self) -> list[dict]:
+        return [handle.status() for handle in list(self.handles.values())]
+
+    def whip_source(self, stream_id: str):
+        """The WHIP endpoint's way in: the source of a `whip` stream, or None."""
+        from .sources.whip import WhipSource
+
+        handle = self.handles.get(stream_id)
+        return handle.source if handle is not None and isinstance(handle.source, WhipSource) else None
+
+    # --- changes -------------------------------------------------------------------------------------------
+
+    async def apply(self, desired: dict[str, StreamConfig], origin: str) -> dict[str, str]:
+        """Make the streams of `origin` exactly `desired`: add, remove and change by difference. A stream of
+        another origin with the same id is taken over. Returns what happened to each id."""
+        async with self._lock:
+            outcome = {}
+            for stream_id in [i for i, h in self.handles.items() if h.origin == origin and i not in desired]:
+                await self._remove(stream_id, "stream_ended")
+                outcome[stream_id] = "removed"
+            for stream_id, stream in desired.items():
+                handle = self.handles.get(stream_id)
+                if handle is None:
+                    await self._add(StreamPlan.of(stream, self.config), origin)
+                    outcome[stream_id] = "added"
+                else:
+                    if handle.origin != origin:
+                        log.warning("stream taken over", stream_id=stream_id, was=handle.origin, now=origin)
+                        handle.origin = origin
+                    outcome[stream_id] = await self._change(handle, StreamPlan.of(stream, self.config))
+            return outcome
+
+    async def add(self, stream: StreamConfig, origin: str = API) -> None:
+        async with self._lock:
+            if stream.id in self.handles:
+                raise StreamExists(stream.id)
+            await self._add(StreamPlan.of(stream, self.config), origin)
+
+    async def remove(self, stream_id: str, reason: str = "stream_ended") -> bool:
+        async with self._lock:
+            if stream_id not in self.handles:
+                return False
+            await self._remove(stream_id, reason)
+            return True
+
+    async def reconfigure(self, config: MonitorConfig) -> dict[str, str]:
+        """New sections (a reload): every stream's effective settings are worked out again and applied."""
+        async with self._lock:
+            faces_changed = config.faces != self.config.faces
+            self.config = config
+            outcome = {}
+            for handle in list(self.handles.values()):
+                result = await self._change(handle, StreamPlan.of(handle.plan.config, config))
+                if faces_changed:
+                    await handle.pipeline.update_faces(config.faces)
+                    result = "updated" if result == "unchanged" else result
+                outcome[handle.stream_id] = result
+            return outcome
+
+    async def _change(self, handle: StreamHandle, plan: StreamPlan) -> str:
+        old = handle.plan
+        if plan.config.url != old.config.url:
+            origin = handle.origin
+            await self._remove(handle.stream_id, "stream_ended")
+            await self._add(plan, origin)
+            return "restarted"
+        handle.plan = plan
+        result = "unchanged"
+        if (plan.window, plan.verdict) != (old.window, old.verdict) or self._interval_changed(handle):
+            handle.pipeline.update(plan.window, plan.verdict, self.config.alerts.update_interval_s)
+            result = "updated"
+        if plan.sampling != old.sampling:
+            if kind_of(plan.config.url).pushed:
+                handle.source.update_sampling(plan.sampling)  # keeps the publisher's session
+                result = "updated"
+            else:
+                await self._restart_source(handle)
+                result = "restarted_reader"
+        return result
+
+    def _interval_changed(self, handle: StreamHandle) -> bool:
+        return handle.pipeline.update_interval_s != self.config.alerts.update_interval_s
+
+    # --- one stream ------------------------------------------------------------------------------------------
+
+    async def _add(self, plan: StreamPlan, origin: str) -> StreamHandle:
+        stream_id = plan.config.id
+        pipeline = StreamPipeline(
+            stream_id, FaceCropper(self.config.faces, template=self.model.face_template), self.model.pool,
+            self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
+            self.config.alerts.update_interval_s, self.metrics)
+        handle = StreamHandle(plan, origin, create_source(stream_id, plan.config.url, plan.sampling), pipeline)
+        pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
+        self.handles[stream_id] = handle
+        self._start(handle)
+        log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin)
+        return handle
+
+    def _start(self, handle: StreamHandle) -> None:
+        handle.source.start()
+        handle.task = asyncio.create_task(self._pump(handle), name=f"pump-{handle.stream_id}")
+
+    async def _stop_pump_and_source(self, handle: StreamHandle) -> None:
+        if handle.task is not None:
+            handle.task.cancel()
+            await asyncio.gather(handle.task, return_exceptions=True)
+        await handle.source.stop()
+
+    async def _restart_source(self, handle: StreamHandle) -> None:
+        await self._stop_pump_and_source(handle)
+        handle.source = create_source(handle.stream_id, handle.plan.config.url, handle.plan.sampling)
+        handle.failure = None
+        self._start(handle)
+        log.info("stream reader restarted with new sampling", stream_id=handle.stream_id)
+
+    async def _remove(self, stream_id: str, reason: str) -> None:
+        handle = self.handles.pop(stream_id)
+        timer = self._restarts.pop(stream_id, None)
+        if timer is not None:
+            timer.cancel()
+        await self._stop_pump_and_source(handle)
+        await handle.pipeline.shutdown(reason)
+        self._write_state(handle, handle.pipeline.state())
+        log.info("stream removed", stream_id=stream_id, reason=reason)
+
+    async def _pump(self, handle: StreamHandle) -> None:
+        """Frames from the source into the pipeline. A failure here is logged with the stream id and shows the
+        stream in `error` (reason `internal`) while the other streams run on; the stream starts again later."""
+        try:
+            async for item in handle.source.frames():
+                if isinstance(item, SessionEnded):
+                    await handle.pipeline.close("stream_ended")  # the publisher left: its tracks end
+                else:
+                    await handle.pipeline.handle(item)
+            if not self._closing:  # the source finished for good (a file's end, a fatal error)
+                await handle.pipeline.close("stream_ended")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            handle.failures += 1
+            handle.failure = ("internal", redact(f"{type(e).__name__}: {e}"))
+            log.error("frame pump failed", stream_id=handle.stream_id, error=handle.failure[1], exc_info=e)
+            await handle.pipeline.close("stream_error")
+            self._write_state(handle, handle.pipeline.state())
+            if not self._closing:
+                self._schedule_restart(handle)
+
+    def _schedule_restart(self, handle: StreamHandle) -> None:
+        if time.monotonic() - handle.started_at > PUMP_RESTART_MAX_S:
+            handle.failures = 1  # it ran well for a while: start from the first delay again
+        delay = min(PUMP_RESTART_S * 2 ** (handle.failures - 1), PUMP_RESTART_MAX_S)
+        log.warning("stream will restart", stream_id=handle.stream_id, in_s=delay)
+        self._restarts[handle.stream_id] = asyncio.get_running_loop().call_later(
+            delay, lambda: asyncio.ensure_future(self._restart_failed(handle)))
+
+    async def _restart_failed(self, handle: StreamHandle) -> None:
+        async with self._lock:
+            self._restarts.pop(handle.stream_id, None)
+            if self._closing or self.handles.get(handle.stream_id) is not handle:
+                return  # removed or replaced meanwhile
+            failures = handle.failures
+            await self._remove(handle.stream_id, "stream_error")
+            new = await self._add(handle.plan, handle.origin)
+            new.failures = failures
+
+    # --- state in Redis --------------------------------------------------------------------------------------
+
+    def _write_state(self, handle: StreamHandle, pipeline_state: dict) -> None:
+        source = handle.source_status()
+        self.publisher.set_stream_state(handle.stream_id, {
+            **pipeline_state, "state": source["state"], "reason": source.get("reason"), "fps": source["fps"],
+            "connection_quality": source["connection_quality"], "origin": handle.origin, "updated_at": time.time()})
+
+    def refresh_states(self) -> None:
+        """Write every stream's state hash (also those without frames: a stream in error says so)."""
+        for handle in list(self.handles.values()):
+            self._write_state(handle, handle.pipeline.state())
+
+    # --- stopping --------------------------------------------------------------------------------------------
+
+    async def stop_sources(self) -> None:
+        """First step of a shutdown: no more frames (the worker then drains what is queued)."""
+        self._closing = True
+        for timer in self._restarts.values():
+            timer.cancel()
+        self._restarts.clear()
+        await asyncio.gather(*(self._stop_pump_and_source(h) for h in list(self.handles.values())),
+                             return_exceptions=True)
+
+    async def close(self, reason: str = "shutdown") -> None:
+        """Last step: every open alert closes with `reason`, every face detector is released."""
+        self._closing = True
+        for handle in list(self.handles.values()):
+            await handle.pipeline.shutdown(reason)
+            self._write_state(handle, handle.pipeline.state())
+        self.handles.clear()
