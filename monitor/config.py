@@ -119,7 +119,7 @@ class MonitorConfig(Strict):
                 try:
                     type(base).model_validate({**base.model_dump(), **overrides})
                 except ValidationError as e:
-                    raise ValueError(f"streams.{i}.{section}: {_first_error(e)}") from None
+                    raise ValueError(f"streams.{i}.{section}.{_first_error(e)}") from None
         return self
 
     def stream_settings(self, stream: StreamConfig) -> tuple[SourceSettings, WindowPolicy, VerdictPolicy]:
@@ -134,9 +134,11 @@ class MonitorConfig(Strict):
 
 
 def _first_error(error: ValidationError) -> str:
+    """`key: message` of the first error (`key` dotted, as in the file)."""
     first = error.errors()[0]
     location = ".".join(str(part) for part in first["loc"])
-    return f"{location}: {first['msg']}" if location else first["msg"]
+    message = "unknown key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
 
 
 def _resolve(value: Any, path: str) -> Any:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+import tempfile
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -59,7 +62,6 @@ class Daemon:
 
     async def start(self) -> None:
         cfg = self.config
-        check_devices(cfg.model.devices)  # before anything starts: a host without the device is a config error
         if self.local_redis is not None:
             self.local_redis.start()
         self.publisher = AlertPublisher(cfg.redis, open_spool(cfg), cfg.instance, PublisherMetrics(self.registry))
@@ -139,7 +141,10 @@ class Daemon:
         """A stream definition, checked against the running config's defaults (raises ConfigError)."""
         if not isinstance(data, dict):
             raise ConfigError("the body must be a JSON object: {\"id\": ..., \"url\": ...}")
-        return config_module.parse({**self.config.model_dump(mode="json"), "streams": [data]}).streams[0]
+        try:
+            return config_module.parse({**self.config.model_dump(mode="json"), "streams": [data]}).streams[0]
+        except ConfigError as e:  # keys relative to the stream: `url: ...`, not `streams.0.url: ...`
+            raise ConfigError(str(e).replace("streams.0.", "")) from None
 
     # --- reload ------------------------------------------------------------------------------------------
 
@@ -173,6 +178,29 @@ class Daemon:
         self.watchdog.status()
 
 
+def preflight(config: MonitorConfig) -> None:
+    """What can be checked before anything starts, so that a bad setting is one line naming its key (exit 2)
+    and nothing was started: the devices, the checkpoint file, the spool folder, the HTTP port."""
+    check_devices(config.model.devices)
+    if config.model.path is not None and not Path(config.model.path).is_file():
+        raise ConfigError(f"model.path: {config.model.path}: no such checkpoint file")
+    folder = Path(config.alerts.spool_dir)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(f"alerts.spool_dir: cannot use {folder}: {e.strerror or e}") from None
+    if config.http.port:
+        with socket.socket(socket.AF_INET6 if ":" in config.http.host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
+            try:
+                probe.bind((config.http.host, config.http.port))
+            except OSError as e:
+                raise ConfigError(f"http.port: cannot listen on {config.http.host}:{config.http.port}: "
+                                  f"{e.strerror or e}") from None
+
+
 def open_spool(config: MonitorConfig) -> Spool:
     try:
         return Spool(config.alerts.spool_dir, config.alerts.spool_max_events)
@@ -185,6 +213,7 @@ async def run(config: MonitorConfig, config_path: str | None) -> int:
     import sys
 
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)  # `kill -USR1`: every thread's stack
+    preflight(config)
     daemon = Daemon(config, config_path)
     try:
         await daemon.start()

@@ -160,12 +160,15 @@ class StreamPipeline:
         self._push_state(force=True)
 
     async def close(self, reason: str) -> None:
-        """The stream ended, was removed, or the daemon stops: close every open alert."""
+        """The stream (or a publisher's session) ended, was removed, or the daemon stops: close every open
+        alert. Faces seen after this start new tracks."""
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
         for track_id in list(self.tracks):
             await self._end_track(track_id, reason)
+        if not self._closed:  # on the cropper's own thread: it is the tracker's only user
+            await asyncio.get_running_loop().run_in_executor(self.executor, self.cropper.tracker.forget)
         self._push_state(force=True)
 
     async def shutdown(self, reason: str) -> None:

@@ -118,3 +118,35 @@ def test_help_explains_every_command():
         result = run(*args)
         assert result.returncode == 0 and "usage: monitor" in result.stdout
     assert run().returncode == 2
+
+
+def test_demo_shows_only_its_own_log_lines_until_ready(tmp_path):
+    """`monitor demo` as a user starts it: native libraries (LiteRT under mediapipe) print banners and warnings
+    to stderr; they go to the log at debug level, so up to `ready` every line is the monitor's own."""
+    import json
+    import signal
+
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
+    demo = subprocess.Popen([*MONITOR, "demo"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env, start_new_session=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 240
+        for line in demo.stderr:
+            lines.append(line.rstrip("\n"))
+            if '"event": "ready"' in line or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(demo.pid, signal.SIGINT)
+        demo.wait(timeout=60)
+    assert lines and '"event": "ready"' in lines[-1], lines[-10:]
+    foreign = []
+    for line in lines:
+        if line.startswith("monitor: demo stream "):
+            continue
+        try:
+            json.loads(line)["event"]
+        except (ValueError, KeyError, TypeError):
+            foreign.append(line)
+    print(f"{len(lines)} lines up to ready; not the monitor's: {foreign}")
+    assert not foreign

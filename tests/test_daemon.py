@@ -3,6 +3,7 @@
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import aiohttp
 import numpy as np
@@ -24,7 +26,17 @@ from tests.support.reference_models import make_lightning
 from tests.support.servers import RedisServer, RtspServer, free_port
 from tests.support.whip_client import WhipPublisher
 
-SECRETS = {"rtsp": "rtsp-Pa55-x1", "redis": "redis-Pa55-y2", "api": "api-t0ken-z3", "whip": "whip-t0ken-w4"}
+# Hostile secrets: `@ / : % # ?` inside them. In URLs they are percent-encoded, as they must be.
+SECRETS = {"rtsp": "Rt5pSecr3t@Hostile1/Pa:55%Rt#?Tail", "redis": "Red1sSecr3t@Hostile2/x:y%Rd#?Tail",
+           "api": "Ap1T0ken@Hostile3/x:y%Ap#?", "whip": "Wh1pT0ken@Hostile4:x%Wp"}
+
+
+def leaked(text: str) -> list[str]:
+    """Every secret, in raw and percent-encoded form and in pieces split at its special characters."""
+    forms = set()
+    for secret in SECRETS.values():
+        forms |= {secret, quote(secret, safe="")} | {p for p in re.split(r"[@/:%#?]", secret) if len(p) >= 5}
+    return sorted(form for form in forms if form in text)
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +94,15 @@ def rtsp_stream(stream_id, port):
     return f'[[streams]]\nid = "{stream_id}"\nurl = "rtsp://viewer:${{RTSP_PASSWORD}}@127.0.0.1:{port}/file"\n'
 
 
+def secret_env() -> dict:
+    """What the config's ${...} references resolve to (URL passwords percent-encoded, as a user must)."""
+    return {"REDIS_PASSWORD": quote(SECRETS["redis"], safe=""), "API_TOKEN": SECRETS["api"],
+            "WHIP_TOKEN": SECRETS["whip"], "RTSP_PASSWORD": quote(SECRETS["rtsp"], safe="")}
+
+
 class Daemon:
     def __init__(self, config_path: Path, log_path: Path, notify_socket: str | None = None):
-        env = {**os.environ, "REDIS_PASSWORD": SECRETS["redis"], "API_TOKEN": SECRETS["api"],
-               "WHIP_TOKEN": SECRETS["whip"], "RTSP_PASSWORD": SECRETS["rtsp"], "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, **secret_env(), "PYTHONUNBUFFERED": "1"}
         if notify_socket:
             env.update(NOTIFY_SOCKET=notify_socket, WATCHDOG_USEC="1000000")
         self.log = open(log_path, "w")
@@ -174,7 +191,7 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
             assert (await http("GET", base + "/streams"))[0] == 401
             status, body = await http("GET", base + "/streams", SECRETS["api"])
             assert status == 200 and {s["id"] for s in json.loads(body)["streams"]} == {"cam1", "call"}
-            added = {"id": "cam2", "url": f"rtsp://viewer:{SECRETS['rtsp']}@127.0.0.1:{rtsp.port}/file"}
+            added = {"id": "cam2", "url": rtsp.url("file", f"viewer:{quote(SECRETS['rtsp'], safe='')}")}
             assert (await http("POST", base + "/streams", SECRETS["api"], json=added))[0] == 201
             assert (await http("POST", base + "/streams", SECRETS["api"], json=added))[0] == 409
             bad = await http("POST", base + "/streams", SECRETS["api"], json={"id": "x", "url": "ftp://nope"})
@@ -194,16 +211,15 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
             await asyncio.sleep(2)
             assert int(client.hget("deepfake:stream:cam1", "frames_in")) > cam1_before
 
-            # SIGHUP: an invalid file is rejected and nothing changes; a valid one adds cam3 by diff.
-            good_text = config_path.read_text()
-            config_path.write_text(good_text.replace("suspicious = 0.01", "suspicious = 9"))
-            daemon.process.send_signal(signal.SIGHUP)
-            await asyncio.sleep(1.5)
-            status, body = await http("GET", base + "/streams", SECRETS["api"])
-            assert {s["id"] for s in json.loads(body)["streams"]} == {"cam1", "call"}
-            config_path.write_text(good_text + rtsp_stream("cam3", rtsp.port))
-            daemon.process.send_signal(signal.SIGHUP)
-            assert await wait_until(lambda: _async(client.hget("deepfake:stream:cam3", "frames_in") not in (None, "0")), 30)
+            # A wrong (hostile) password: the stream shows error/auth, and the password shows nowhere.
+            wrong = {"id": "cam-wrong", "url": rtsp.url("file", f"viewer:{quote(SECRETS['redis'], safe='')}")}
+            assert (await http("POST", base + "/streams", SECRETS["api"], json=wrong))[0] == 201
+            assert await wait_until(lambda: _async(_reason(client, "cam-wrong") == "auth"), 30), _tail(tmp_path)
+            status, wrong_text = await http("GET", base + "/streams/cam-wrong", SECRETS["api"])
+            assert json.loads(wrong_text)["state"] == "error" and json.loads(wrong_text)["origin"] == "api"
+            status, config_text_shown = await http("GET", base + "/config", SECRETS["api"])
+            assert status == 200 and json.loads(config_text_shown)["config"]["http"]["token"] == "***"
+            assert (await http("GET", base + "/config"))[0] == 401
 
             # Metrics parse with prometheus-client's own parser.
             status, text = await http("GET", base + "/metrics")
@@ -212,6 +228,9 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
                     "deepfake_alert_spool_events", "deepfake_stream_frames_dropped"} <= names
             metrics_text = text
             streams_text = (await http("GET", base + "/streams", SECRETS["api"]))[1]
+            redis_text = json.dumps({key: client.hgetall(key) if client.type(key) == "hash" else client.get(key)
+                                     for key in client.scan_iter("deepfake:*")
+                                     if client.type(key) in ("hash", "string")})
         finally:
             await publisher.close()
             stop_started = time.monotonic()
@@ -231,10 +250,18 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
     assert messages and messages[0].startswith("READY=1")
     assert sum("WATCHDOG=1" in m for m in messages) >= 3
     log_text = (tmp_path / "daemon.log").read_text()
-    for secret in SECRETS.values():
-        for where, text in (("log", log_text), ("metrics", metrics_text), ("streams", streams_text),
-                            ("alerts", alerts_text)):
-            assert secret not in text, f"{secret} leaked into {where}"
+    check = subprocess.run([sys.executable, "-m", "monitor.cli", "check-config", str(config_path)], text=True,
+                           capture_output=True, env={**os.environ, **secret_env()}, timeout=60)
+    assert check.returncode == 0, check.stderr
+    for where, text in (("log", log_text), ("metrics", metrics_text), ("streams", streams_text + wrong_text),
+                        ("alerts", alerts_text), ("redis state", redis_text), ("/config", config_text_shown),
+                        ("check-config", check.stdout + check.stderr)):
+        assert not leaked(text), f"{leaked(text)} leaked into {where}"
+    assert "viewer:***@127.0.0.1" in streams_text and "redis://:***@127.0.0.1" in config_text_shown
+
+
+def _reason(client, stream_id):
+    return client.hget(f"deepfake:stream:{stream_id}", "reason")
 
 
 async def _ok(coroutine):
@@ -356,3 +383,144 @@ format = "json"
         while port_open(redis_port) and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not port_open(redis_port), "the local redis-server outlived a killed daemon"
+
+
+def bad_start_config(tmp_path: Path, case: str, folder: Path, busy_port: int) -> str:
+    model = f'path = "{folder / "model.ckpt"}"'
+    devices, port, spool = '["cpu"]', free_port(), tmp_path / "spool"
+    if case == "device":
+        devices = '["cuda:3"]'
+    elif case == "port":
+        port = busy_port
+    elif case == "model":
+        model = f'path = "{tmp_path / "no-such-model.ckpt"}"'
+    elif case == "spool":
+        (tmp_path / "a-file").write_text("not a folder")
+        spool = tmp_path / "a-file" / "spool"
+    return (f'[model]\n{model}\ndevices = {devices}\n[alerts]\nspool_dir = "{spool}"\n[http]\nport = {port}\n'
+            f'[redis]\nurl = "redis://127.0.0.1:{free_port()}/0"\n[logging]\nformat = "json"\n')
+
+
+@pytest.mark.parametrize("case,key", [("device", "model.devices"), ("port", "http.port"), ("model", "model.path"),
+                                      ("spool", "alerts.spool_dir")])
+def test_start_failures_exit_2_with_one_line_naming_the_key(assets, tmp_path, case, key):
+    folder, _ = assets
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        config = tmp_path / "monitor.toml"
+        config.write_text(bad_start_config(tmp_path, case, folder, busy.getsockname()[1]))
+        result = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
+                                capture_output=True, text=True, timeout=120)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    print(f"{case}: exit {result.returncode}: {lines}")
+    assert result.returncode == 2
+    assert len(lines) == 1 and lines[0].startswith("monitor: error: ") and key in lines[0]
+    assert "Traceback" not in result.stderr and not result.stdout
+
+
+async def test_reload_applies_thresholds_to_open_alerts_rejects_bad_files_and_keeps_api_streams(assets, tmp_path,
+                                                                                           face_paths):
+    """SIGHUP: new [verdict] thresholds decide the next evaluations of running tracks (an open alert recovers
+    under a stricter bar); what needs a restart is named; an invalid file changes nothing; API streams stay."""
+    from tests.support.runtime import tiny_checkpoint
+
+    folder, _ = assets
+    model = tiny_checkpoint(tmp_path)  # scores these faces around 0.6: a bar of 0.97 is far above the track
+    face = np.asarray(Image.open(face_paths[0]).convert("RGB").resize((170, 170)))
+
+    def still_face(n):  # one face that stays put: one track for the whole test
+        for i in range(n):
+            frame = np.full((360, 480, 3), 60, np.uint8)
+            frame[95 + i % 3:265 + i % 3, 150:320] = face
+            yield frame
+
+    clip = write_mp4(tmp_path / "still.mp4", still_face(25 * 40))
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(tmp_path / "notify.sock"))
+    notify.setblocking(False)
+    with RedisServer() as redis_server, RtspServer(file=str(clip), size="480x360") as rtsp:
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+
+        def config(suspicious: float, manipulated: float, model_path: Path = model) -> str:
+            return f"""
+[model]
+path = "{model_path}"
+devices = ["cpu"]
+[sampling]
+sample_fps = 4
+[window]
+min_crops = 2
+[verdict]
+suspicious = {suspicious}
+manipulated = {manipulated}
+hysteresis = 0.02
+enter_crops = 2
+enter_seconds = 0
+exit_seconds = 1
+[alerts]
+spool_dir = "{tmp_path / 'spool'}"
+update_interval_s = 0
+[redis]
+url = "{redis_server.url}"
+[http]
+port = {port}
+token = "t"
+[logging]
+format = "json"
+[[streams]]
+id = "cam1"
+url = "{rtsp.url('file')}"
+"""
+
+        path = tmp_path / "monitor.toml"
+        path.write_text(config(0.01, 0.99))
+        daemon = Daemon(path, tmp_path / "daemon.log", str(tmp_path / "notify.sock"))
+        client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+        try:
+            assert await wait_until(lambda: _ok(http("GET", base + "/readyz")), 90), _tail(tmp_path)
+            assert await wait_until(lambda: _async(any(e["type"] == "opened" for e in events(client))), 60), \
+                _tail(tmp_path)
+            api_stream = {"id": "from-api", "url": rtsp.url("file")}
+            assert (await http("POST", base + "/streams", "t", json=api_stream))[0] == 201
+
+            path.write_text(config(9, 0.99))  # invalid: rejected, nothing changes
+            daemon.process.send_signal(signal.SIGHUP)
+            assert await wait_until(lambda: _async("config reload rejected" in _tail(tmp_path)), 10)
+            shown = json.loads((await http("GET", base + "/config", "t"))[1])
+            assert shown["config"]["verdict"]["suspicious"] == 0.01 and shown["restart_needed"] == []
+
+            path.write_text(config(0.97, 0.98, model_path=folder / "model.ckpt"))  # stricter; another model
+            alerts = events(client)
+            still_open = {e["alert_id"] for e in alerts if e["type"] == "opened"} - {
+                e["alert_id"] for e in alerts if e["type"] == "closed"}
+            opened = next(e for e in alerts if e["alert_id"] in still_open and e["stream_id"] == "cam1")
+            reloaded = time.time()
+            daemon.process.send_signal(signal.SIGHUP)
+            assert await wait_until(lambda: _async(any(e["type"] == "closed" and e["alert_id"] == opened["alert_id"]
+                                                       for e in events(client))), 15), _tail(tmp_path)
+            closed = next(e for e in events(client) if e["type"] == "closed" and e["alert_id"] == opened["alert_id"])
+            shown = json.loads((await http("GET", base + "/config", "t"))[1])
+            streams = json.loads((await http("GET", base + "/streams", "t"))[1])["streams"]
+        finally:
+            code = daemon.stop()
+        messages = []
+        while True:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except BlockingIOError:
+                break
+        notify.close()
+    assert code == 0, _tail(tmp_path)
+    print(f"closed {closed['times']['scored_at'] - reloaded:.1f} s after the reload, reason {closed['close_reason']}")
+    assert closed["close_reason"] == "recovered" and closed["thresholds"]["suspicious"] == 0.97
+    assert closed["times"]["scored_at"] - reloaded >= 1.0  # exit_seconds below the new bar, not at once
+    assert shown["config"]["verdict"]["suspicious"] == 0.97
+    assert shown["restart_needed"] == ["model.path"] and shown["config"]["model"]["path"] == str(model)
+    assert {s["id"]: s["origin"] for s in streams} == {"cam1": "file", "from-api": "api"}
+    log = [json.loads(line) for line in (tmp_path / "daemon.log").read_text().splitlines() if line.startswith("{")]
+    changed = {e["key"]: e for e in log if e["event"].startswith("config changed")}
+    assert changed["verdict.suspicious"]["old"] == 0.01 and changed["verdict.suspicious"]["new"] == 0.97
+    assert "restart" in changed["model.path"]["event"]
+    assert any("restart needed for model.path" in m for m in messages)

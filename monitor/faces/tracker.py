@@ -61,6 +61,10 @@ class FaceTracker:
             ids.append(track.track_id)
         return ids
 
+    def forget(self) -> None:
+        """Every face is new from now on (a publisher's session ended); ids are never reused."""
+        self.tracks.clear()
+
     def expire(self, now: float) -> list[int]:
         """End tracks not seen for `max_absence_s`; returns their ids."""
         ended = [t for t, track in self.tracks.items() if now - track.last_seen > self.max_absence_s]

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import time
+from urllib.parse import quote
 
 
 def free_port() -> int:
@@ -26,7 +27,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
