@@ -157,6 +157,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "with secrets and URL credentials masked. Errors name the key; exit 2.")
     check.add_argument("config", metavar="FILE")
 
+    sinks = commands.add_parser("sinks", help="check the alert destinations of a config",
+                                description="Check the alert destinations (Redis and every [[sinks]] entry) of a "
+                                            "config file.")
+    sink_commands = sinks.add_subparsers(dest="sinks_command", metavar="ACTION", required=True)
+    sinks_test = sink_commands.add_parser(
+        "test", help="send a signed test event to every sink and print what each answered",
+        description="Send one test event (type `test`, stream `sinks-test`; not an alert) to every sink of the "
+                    "config: Redis gets PING and a PUBLISH on <prefix>:sinks:test (not the alert channels or the "
+                    "durable log), each webhook a signed POST. Prints one line per sink; exit 1 if any failed.")
+    sinks_test.add_argument("--config", required=True, metavar="FILE", help="TOML config")
+    sinks_test.add_argument("--json", action="store_true", help="one JSON object per sink")
+
     demo = commands.add_parser(
         "demo", help="run the daemon on the built-in demo stream (no network needed)",
         description="Run the daemon on config/demo.toml: a built-in demo stream (made offline from a public-domain "
@@ -171,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"model": _model, "score-images": _score_images, "demo": _demo, "run": _run,
                "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
-               "calibrate": _calibrate}[args.command]
+               "calibrate": _calibrate, "sinks": _sinks}[args.command]
     try:
         return handler(args)
     except MonitorError as e:  # the one place errors become exit codes
@@ -385,7 +397,7 @@ def _subscribe(args) -> int:
 
     from pydantic import ValidationError
 
-    from .alerts.publisher import RedisSettings
+    from .alerts.sinks.redis import RedisSettings
     from .alerts.subscribe import subscribe
 
     try:
@@ -434,6 +446,21 @@ def _run(args) -> int:
         return asyncio.run(run(config, args.config))
     except OSError as e:
         return _fail(f"cannot start: {e}", EXIT_FAILURE)
+
+
+def _sinks(args) -> int:
+    import asyncio
+
+    from .alerts.check import check_sinks
+    from .config import load
+
+    results = asyncio.run(check_sinks(load(args.config)))
+    for result in results:
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{result['sink']}: {'ok' if result['ok'] else 'FAILED'}: {redact(result['answer'])}")
+    return EXIT_OK if all(r["ok"] for r in results) else EXIT_FAILURE
 
 
 def _check_config(args) -> int:

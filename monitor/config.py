@@ -16,7 +16,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .alerts.publisher import RedisSettings
+from .alerts.sinks import SinkSettings, sink_names
+from .alerts.sinks.redis import RedisSettings
 from .errors import ConfigError
 from .faces.pipeline import FaceSettings
 from .model import COMPILE_MODES, PRECISIONS
@@ -27,7 +28,8 @@ from .sources.registry import check_url, kind_of
 from .sources.whip import WhipSettings
 
 _REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
-SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret")
+SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret", "headers")
+_SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|cookie|password")
 
 
 class Strict(BaseModel):
@@ -80,8 +82,9 @@ class LoggingSettings(Strict):
 
 class StreamConfig(Strict):
     id: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="letters, digits, _ . -")
-    url: str = Field(..., min_length=1, description="rtsp://..., rtmp://..., http(s)://..., a file path, or `whip` "
-                     "(published by WHIP)")
+    url: str = Field(..., min_length=1, description="rtsp://..., rtmp://..., http(s)://... (HLS), whep+https://... "
+                     "(WHEP pull), a file path, or `whip` (published by WHIP)")
+    token: str | None = Field(None, description="bearer token of a WHEP pull (by reference: ${credential:NAME})")
     sampling: dict[str, Any] = Field(default_factory=dict, description="overrides of [sampling]")
     window: dict[str, Any] = Field(default_factory=dict, description="overrides of [window]")
     verdict: dict[str, Any] = Field(default_factory=dict, description="overrides of [verdict]")
@@ -105,7 +108,17 @@ class MonitorConfig(Strict):
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
     logging: LoggingSettings = LoggingSettings()
+    sinks: list[SinkSettings] = Field(default_factory=list, description="alert destinations besides Redis")
     streams: list[StreamConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _sinks(self):
+        seen = {"redis"}
+        for i, name in enumerate(sink_names(self.sinks)):
+            if name in seen:
+                raise ValueError(f"sinks.{i}.name: {name!r} is taken (names must be unique, and not `redis`)")
+            seen.add(name)
+        return self
 
     @model_validator(mode="after")
     def _streams(self):
@@ -188,9 +201,10 @@ def _remember_secrets(value: Any, key: str = "") -> None:
     """Every secret of the config is hidden by `redact` wherever it shows up later, in whatever shape."""
     if isinstance(value, dict):
         for k, v in value.items():
-            if key in SECRET_KEYS:  # stream_tokens: the values are the secrets
+            # stream_tokens: every value is a secret; headers: those whose name says so (Authorization, X-Api-Key)
+            if key in SECRET_KEYS and (key != "headers" or _SECRET_HEADER.search(k)):
                 remember_secret(v if isinstance(v, str) else None)
-            _remember_secrets(v, k)
+            _remember_secrets(v, k if key != "headers" else "")
     elif isinstance(value, list):
         for v in value:
             _remember_secrets(v, key)

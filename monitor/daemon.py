@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from . import config as config_module
 from .alerts import AlertPublisher, PublisherMetrics, Spool
+from .alerts.sinks import build_sinks
 from .config import MonitorConfig, StreamConfig
 from .errors import ConfigError, MonitorError, RuntimeFailure
 from .health import Health, Watchdog
@@ -54,6 +55,7 @@ class Daemon:
         self.http_port: int | None = None
         self.stopping = asyncio.Event()
         self.failure: MonitorError | None = None
+        self._reload_when_ready = False
         self.registry.register(StreamCollector(
             lambda: self.supervisor.statuses() if self.supervisor else [],
             lambda: self.model.pool.gpu_memory() if self.model else {}))
@@ -64,7 +66,9 @@ class Daemon:
         cfg = self.config
         if self.local_redis is not None:
             self.local_redis.start()
-        self.publisher = AlertPublisher(cfg.redis, open_spool(cfg), cfg.instance, PublisherMetrics(self.registry))
+        sinks = build_sinks(cfg.sinks)
+        self.publisher = AlertPublisher(cfg.redis, open_spool(cfg, ["redis", *(s.name for s in sinks)]), cfg.instance,
+                                        PublisherMetrics(self.registry), sinks)
         self.health.publisher = self.publisher
         await self.publisher.start()  # a wrong password is fatal; an outage is not (the spool holds events)
         self.health.passed("redis_or_spool")
@@ -83,6 +87,8 @@ class Daemon:
         self.watchdog.ready()
         self.tasks.spawn("watchdog", self.watchdog.run)
         self.tasks.spawn("stream-states", self._refresh_states)
+        if self._reload_when_ready:
+            asyncio.ensure_future(self.reload())
 
     async def _serve_http(self) -> None:
         from .api import build_app, serve
@@ -93,11 +99,20 @@ class Daemon:
         except OSError as e:
             raise ConfigError(f"http.port: cannot listen on {host}:{port}: {e.strerror or e}") from None
 
-    async def run_until_stopped(self) -> None:
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT stop (also during start: the stop follows once started), SIGHUP reloads."""
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self._reload_soon)
+
+    def _reload_soon(self) -> None:
+        if self.health.ready:
+            asyncio.ensure_future(self.reload())
+        else:  # during the start a reload would race it: it runs once the daemon is ready
+            self._reload_when_ready = True
+
+    async def run_until_stopped(self) -> None:
         await self.stopping.wait()
         await self.stop()
         if self.failure is not None:
@@ -118,8 +133,9 @@ class Daemon:
             await self.http_runner.cleanup()
         if self.publisher is not None:
             if not await self.publisher.flush(SHUTDOWN_BOUND_S / 4):
-                log.warning("Redis unreachable at shutdown: undelivered alert events stay in the spool",
-                            spool=self.config.alerts.spool_dir, events=len(self.publisher.spool))
+                pending = {s.name: self.publisher.spool.pending(s.name) for s in self.publisher.sinks}
+                log.warning("undelivered alert events stay in the spool for the next start",
+                            spool=self.config.alerts.spool_dir, pending={k: v for k, v in pending.items() if v})
             await self.publisher.close(flush_timeout=0)
         if self.local_redis is not None:
             self.local_redis.stop()
@@ -201,9 +217,9 @@ def preflight(config: MonitorConfig) -> None:
                                   f"{e.strerror or e}") from None
 
 
-def open_spool(config: MonitorConfig) -> Spool:
+def open_spool(config: MonitorConfig, sinks: list[str]) -> Spool:
     try:
-        return Spool(config.alerts.spool_dir, config.alerts.spool_max_events)
+        return Spool(config.alerts.spool_dir, config.alerts.spool_max_events, sinks)
     except OSError as e:
         raise ConfigError(f"alerts.spool_dir: cannot use {config.alerts.spool_dir}: {e.strerror or e}") from None
 
@@ -215,6 +231,7 @@ async def run(config: MonitorConfig, config_path: str | None) -> int:
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)  # `kill -USR1`: every thread's stack
     preflight(config)
     daemon = Daemon(config, config_path)
+    daemon.handle_signals()
     try:
         await daemon.start()
     except BaseException:

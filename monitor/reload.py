@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import MonitorConfig, masked
 
-NEEDS_RESTART = ("instance", "model", "worker", "redis", "http.host", "http.port", "alerts.spool_dir")
+NEEDS_RESTART = ("instance", "model", "worker", "redis", "sinks", "http.host", "http.port", "alerts.spool_dir")
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def plan_reload(old: MonitorConfig, new: MonitorConfig) -> ReloadPlan:
     changes = [Change(key, shown_before.get(key), shown_after.get(key)) for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) or (key in before) != (key in after)]
     running = new.model_copy(update={
-        "instance": old.instance, "model": old.model, "worker": old.worker, "redis": old.redis,
+        "instance": old.instance, "model": old.model, "worker": old.worker, "redis": old.redis, "sinks": old.sinks,
         "http": new.http.model_copy(update={"host": old.http.host, "port": old.http.port}),
         "alerts": new.alerts.model_copy(update={"spool_dir": old.alerts.spool_dir}),
     })

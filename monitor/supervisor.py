@@ -25,6 +25,7 @@ from .pipeline import StreamPipeline
 from .redact import redact
 from .scoring import VerdictPolicy, WindowPolicy
 from .sources import ERROR, Source, SourceSettings, create_source, kind_of
+from .sources.registry import SourceOptions
 
 log = get(__name__)
 
@@ -154,7 +155,7 @@ class StreamSupervisor:
 
     async def _change(self, handle: StreamHandle, plan: StreamPlan) -> str:
         old = handle.plan
-        if plan.config.url != old.config.url:
+        if (plan.config.url, plan.config.token) != (old.config.url, old.config.token):
             origin = handle.origin
             await self._remove(handle.stream_id, "stream_ended")
             await self._add(plan, origin)
@@ -184,12 +185,16 @@ class StreamSupervisor:
             stream_id, FaceCropper(self.config.faces, template=self.model.face_template), self.model.pool,
             self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
             self.config.alerts.update_interval_s, self.metrics)
-        handle = StreamHandle(plan, origin, create_source(stream_id, plan.config.url, plan.sampling), pipeline)
+        handle = StreamHandle(plan, origin, self._source(plan), pipeline)
         pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
         self.handles[stream_id] = handle
         self._start(handle)
         log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin)
         return handle
+
+    def _source(self, plan: StreamPlan) -> Source:
+        options = SourceOptions(token=plan.config.token, ice_servers=tuple(self.config.whip.ice_servers))
+        return create_source(plan.config.id, plan.config.url, plan.sampling, options)
 
     def _start(self, handle: StreamHandle) -> None:
         handle.source.start()
@@ -203,7 +208,7 @@ class StreamSupervisor:
 
     async def _restart_source(self, handle: StreamHandle) -> None:
         await self._stop_pump_and_source(handle)
-        handle.source = create_source(handle.stream_id, handle.plan.config.url, handle.plan.sampling)
+        handle.source = self._source(handle.plan)
         handle.failure = None
         self._start(handle)
         log.info("stream reader restarted with new sampling", stream_id=handle.stream_id)

@@ -17,7 +17,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from .publisher import RedisAuthError, RedisSettings, describe_error, is_auth_error
+from .sinks.redis import RedisAuthError, RedisSettings, describe_error, is_auth_error
 
 PAGE = 500
 BLOCK_MS = 1000

@@ -19,6 +19,7 @@ from ..redact import redact
 STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = (
     "starting", "running", "stalled", "reconnecting", "ended", "error", "stopped", "waiting_for_publisher")
 STATES = (STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING)
+FPS_WINDOW_S = 5.0
 REASONS = ("auth", "not_found", "timeout", "refused", "codec", "protocol", "stall", "closed", "media_timeout",
            "replaced", "stopped", "internal")
 
@@ -108,7 +109,7 @@ class SourceStats:
         self.last_data_at: float | None = None  # monotonic: the newest packet (or frame) that arrived
         self.expected_fps: float | None = None
         self.stall_after_s = stall_after_s  # RUNNING with no data this long shows as stalled, whatever the reader
-        self._recent_decodes: deque[float] = deque(maxlen=64)
+        self._recent_decodes: deque[float] = deque(maxlen=4096)  # the last FPS_WINDOW_S seconds of decodes
         self._recent_restarts: deque[float] = deque(maxlen=64)
 
     # --- written by the reader ---------------------------------------------------------------------------
@@ -125,7 +126,10 @@ class SourceStats:
         with self._lock:
             self.frames_decoded += 1
             self.last_frame_at = now
-            self._recent_decodes.append(now)
+            recent = self._recent_decodes
+            recent.append(now)
+            while now - recent[0] > FPS_WINDOW_S:
+                recent.popleft()
         self.last_data_at = time.monotonic()
 
     def data_arrived(self) -> None:
@@ -183,10 +187,12 @@ class SourceStats:
 
 
 def _fps(decodes: list[float], now: float) -> float:
-    recent = [t for t in decodes if now - t <= 5.0]
+    """Frames per second over the last FPS_WINDOW_S: robust to frames that arrive in bursts (WebRTC's jitter
+    buffer releases several at once)."""
+    recent = [t for t in decodes if now - t <= FPS_WINDOW_S]
     if len(recent) < 2:
         return 0.0
-    return (len(recent) - 1) / max(1e-6, recent[-1] - recent[0])
+    return len(recent) / max(now - recent[0], recent[-1] - recent[0], 1e-3)
 
 
 def _quality(state: str, fps: float, expected: float | None, restarts_5min: int, dropped: dict) -> str:

@@ -37,7 +37,8 @@ from .sampling import RateSampler, to_frame
 
 log = get(__name__)
 
-LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "srt://", "udp://", "tcp://")
+# Network input is live (reconnects forever); a file path is not (it ends, or loops).
+LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://", "udp://", "tcp://")
 # A packet that arrives this share of stall_timeout_s after the previous one came out of FFmpeg's buffer when its
 # read timed out: the silence is the news, that packet is old.
 SILENCE_SHARE = 0.95

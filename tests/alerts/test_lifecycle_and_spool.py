@@ -44,18 +44,53 @@ def event(alert, kind, n):
     return {"event_id": f"e{n}", "alert_id": alert, "type": kind, "stream_id": "s"}
 
 
+def ids(events):
+    return [e["event_id"] for e in events]
+
+
 def test_spool_survives_reopen_and_acknowledges(tmp_path):
     spool = Spool(tmp_path, max_events=100)
     for n in range(5):
         spool.put(event("a", "updated", n))
-    spool.ack(2)
+    spool.ack("redis", 2)
     spool.close()
     reopened = Spool(tmp_path, max_events=100)
-    assert [e["event_id"] for e in reopened.peek(10)] == ["e2", "e3", "e4"]
-    reopened.ack(3)
+    assert ids(reopened.peek("redis", 10)) == ["e2", "e3", "e4"]
+    reopened.ack("redis", 3)
     assert len(reopened) == 0 and (tmp_path / "events.jsonl").stat().st_size == 0
     reopened.close()
     assert len(Spool(tmp_path)) == 0
+
+
+def test_each_sink_has_its_own_cursor_and_an_event_stays_until_every_sink_has_it(tmp_path):
+    spool = Spool(tmp_path, sinks=("redis", "hook"))
+    for n in range(6):
+        spool.put(event("a", "updated", n))
+    spool.ack("redis", 6)  # Redis took everything; the webhook is down
+    assert spool.pending("redis") == 0 and spool.pending("hook") == 6 and len(spool) == 6
+    spool.ack("hook", 2)
+    assert ids(spool.peek("hook", 10)) == ["e2", "e3", "e4", "e5"] and len(spool) == 4
+    dead = spool.dead_letter("hook", spool.peek("hook", 1)[0], "rejected: HTTP 400")
+    spool.ack("hook", 1)
+    spool.close()
+    # A restart keeps both cursors; a sink that is new starts after the newest event; a sink that is gone
+    # no longer holds events back.
+    reopened = Spool(tmp_path, sinks=("hook", "new"))
+    assert ids(reopened.peek("hook", 10)) == ["e3", "e4", "e5"] and reopened.pending("new") == 0
+    reopened.put(event("b", "opened", 9))
+    assert ids(reopened.peek("new", 10)) == ["e9"] and ids(reopened.peek("hook", 10)) == ["e3", "e4", "e5", "e9"]
+    lines = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert [(d["event"]["event_id"], d["reason"], d["sink"]) for d in lines] == [("e2", "rejected: HTTP 400", "hook")]
+
+
+def test_a_spool_of_the_one_cursor_format_is_taken_over(tmp_path):
+    with open(tmp_path / "events.jsonl", "w") as f:  # what earlier versions wrote: no seq, one offset file
+        for n in range(4):
+            f.write(json.dumps({"spooled_at": 1.0, "event": event("a", "updated", n)}) + "\n")
+    (tmp_path / "delivered").write_text("1")
+    spool = Spool(tmp_path, sinks=("redis", "hook"))
+    assert ids(spool.peek("redis", 10)) == ["e1", "e2", "e3"] and spool.pending("hook") == 0
+    assert not (tmp_path / "delivered").exists()
 
 
 def test_torn_last_line_is_skipped(tmp_path):
@@ -64,7 +99,7 @@ def test_torn_last_line_is_skipped(tmp_path):
     spool.close()
     with open(tmp_path / "events.jsonl", "a") as f:
         f.write('{"spooled_at": 1, "ev')
-    assert [e["event_id"] for e in Spool(tmp_path).peek(5)] == ["e1"]
+    assert ids(Spool(tmp_path).peek("redis", 5)) == ["e1"]
 
 
 def test_full_spool_merges_superseded_updates_before_dropping(tmp_path):
@@ -74,15 +109,15 @@ def test_full_spool_merges_superseded_updates_before_dropping(tmp_path):
     spool.put(event("a", "updated", 2))
     spool.put(event("b", "opened", 3))
     spool.put(event("a", "closed", 4))  # full: e1 (superseded update) merges away
-    assert [e["event_id"] for e in spool.peek(10)] == ["e0", "e2", "e3", "e4"]
+    assert ids(spool.peek("redis", 10)) == ["e0", "e2", "e3", "e4"]
     spool.put(event("b", "closed", 5))  # e2 merges (a later event of alert a exists)
-    assert [e["event_id"] for e in spool.peek(10)] == ["e0", "e3", "e4", "e5"]
+    assert ids(spool.peek("redis", 10)) == ["e0", "e3", "e4", "e5"]
     assert (spool.merged, spool.dropped) == (2, 0)
     spool.put(event("c", "opened", 6))  # nothing mergeable: the oldest goes, counted
-    assert [e["event_id"] for e in spool.peek(10)] == ["e3", "e4", "e5", "e6"]
+    assert ids(spool.peek("redis", 10)) == ["e3", "e4", "e5", "e6"]
     assert spool.dropped == 1
     spool.close()
-    assert [e["event_id"] for e in Spool(tmp_path, max_events=4).peek(10)] == ["e3", "e4", "e5", "e6"]
+    assert ids(Spool(tmp_path, max_events=4).peek("redis", 10)) == ["e3", "e4", "e5", "e6"]
 
 
 def test_spool_rejects_bad_size(tmp_path):

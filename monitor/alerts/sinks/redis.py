@@ -1,0 +1,244 @@
+"""The Redis sink: the monitor's core output. Alert events go to the durable log and the Pub/Sub channels; stream
+state and the instance heartbeat are latest-value data written beside them.
+
+One Lua script per event does `SET <prefix>:delivered:<event_id> NX EX`, then `XADD` to the durable log and
+`PUBLISH` on the global and per-stream channels: the dedupe key makes delivery exactly-once even when a reply
+is lost and the events are sent again. Every call has a timeout and is never retried behind our back; an
+outage is a `SinkRetry` (the spool keeps the events), wrong credentials are a configuration error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import redis.asyncio as aioredis
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError, ResponseError
+from redis.retry import Retry
+
+from ...errors import ConfigError
+from ...logs import get
+from ...redact import redact
+from ...tasks import TaskSupervisor
+from .base import SinkRetry
+
+log = get(__name__)
+
+DELIVER = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+  local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'event', ARGV[3])
+  redis.call('PUBLISH', ARGV[4], ARGV[3])
+  redis.call('PUBLISH', ARGV[5], ARGV[3])
+  return id
+end
+return false
+"""
+OUTAGES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+class RedisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS) or unix://; "
+                     "user and password in the URL for ACLs")
+    prefix: str = Field("deepfake", min_length=1, description="prefix of every key and channel")
+    events_maxlen: int = Field(100_000, ge=1, description="approximate cap of the durable event stream")
+    heartbeat_ttl_s: float = Field(30.0, gt=0, description="TTL of this instance's heartbeat key")
+    timeout_s: float = Field(2.0, gt=0, description="timeout of every Redis call")
+    dedupe_ttl_s: int = Field(86_400, ge=60, description="how long delivered event ids are remembered")
+
+    def channel(self, stream_id: str | None = None) -> str:
+        return f"{self.prefix}:alerts" + (f":{stream_id}" if stream_id else "")
+
+    @property
+    def events_key(self) -> str:
+        return f"{self.prefix}:events"
+
+    def stream_key(self, stream_id: str) -> str:
+        return f"{self.prefix}:stream:{stream_id}"
+
+    def instance_key(self, instance: str) -> str:
+        return f"{self.prefix}:instance:{instance}"
+
+    def delivered_key(self, event_id: str) -> str:
+        return f"{self.prefix}:delivered:{event_id}"
+
+    @property
+    def test_channel(self) -> str:
+        return f"{self.prefix}:sinks:test"
+
+
+class RedisAuthError(ConfigError):
+    """Wrong or missing Redis credentials: a configuration error, not an outage."""
+
+
+def connect(settings: RedisSettings) -> aioredis.Redis:
+    """A client whose every call is bounded by `timeout_s` and never retried behind our back."""
+    return aioredis.Redis.from_url(
+        settings.url, socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
+        retry=Retry(NoBackoff(), 0), decode_responses=True)
+
+
+def describe_error(error: BaseException, url: str) -> str:
+    """A one-line reason with no secret in it."""
+    if is_auth_error(error):
+        return f"redis.url: Redis authentication failed for {redact(url)}: check the user and password"
+    return redact(f"Redis at {url} unreachable: {type(error).__name__}: {error}")
+
+
+def is_auth_error(error: BaseException) -> bool:
+    if isinstance(error, (AuthenticationError, AuthenticationWrongNumberOfArgsError)):
+        return True
+    text = str(error)
+    return isinstance(error, ResponseError) and ("NOAUTH" in text or "WRONGPASS" in text or "NOPERM" in text)
+
+
+class RedisMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        registry = REGISTRY if registry is None else registry
+        self.delivered = Counter("deepfake_alerts_delivered", "Alert events delivered to Redis", registry=registry)
+        self.redis_up = Gauge("deepfake_redis_up", "1 when the last Redis call succeeded", registry=registry)
+
+
+class RedisSink:
+    name = "redis"
+    batch_size = 64
+    max_retry_s = None  # Redis is where every subscriber reads: an outage delays events, never drops them
+
+    def __init__(self, settings: RedisSettings, instance: str, metrics: RedisMetrics | None = None):
+        self.settings, self.instance = settings, instance
+        self.metrics = metrics or RedisMetrics()
+        self.client = connect(settings)
+        self._deliver = self.client.register_script(DELIVER)
+        self._states: dict[str, dict] = {}  # stream state not yet written
+        self._states_changed = asyncio.Event()
+        self.tasks = TaskSupervisor()
+        self._outage_logged = False
+        self._closing = False
+        self.up = False
+
+    def wants(self, event: dict) -> bool:
+        return True
+
+    async def start(self, require_auth_ok: bool = True) -> None:
+        """Check credentials (a wrong password is fatal, an outage is not), then keep state and heartbeat."""
+        try:
+            await self.client.ping()
+            self._mark_up()
+        except RedisError as e:
+            if is_auth_error(e) and require_auth_ok:
+                raise RedisAuthError(describe_error(e, self.settings.url)) from None
+            self._mark_down(e)
+        self.tasks.spawn("redis-state", self._write_states_forever)
+        self.tasks.spawn("redis-heartbeat", self._heartbeat_forever)
+
+    async def deliver(self, events: list[dict]) -> None:
+        s = self.settings
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for event in events:
+                    await self._deliver(
+                        keys=[s.delivered_key(event["event_id"]), s.events_key],
+                        args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(event, separators=(",", ":")),
+                              s.channel(), s.channel(event["stream_id"])], client=pipe)
+                await pipe.execute()
+        except OUTAGES as e:
+            self._mark_down(e)
+            raise SinkRetry(describe_error(e, s.url)) from None
+        self._mark_up()
+        self.metrics.delivered.inc(len(events))
+
+    async def test(self, event: dict) -> str:
+        """PING, then PUBLISH the event on `<prefix>:sinks:test` (not the alert channels, not the durable log)."""
+        try:
+            await self.client.ping()
+            receivers = await self.client.publish(self.settings.test_channel, json.dumps(event))
+        except RedisError as e:
+            if is_auth_error(e):
+                raise RedisAuthError(describe_error(e, self.settings.url)) from None
+            raise SinkRetry(describe_error(e, self.settings.url)) from None
+        except OUTAGES as e:
+            raise SinkRetry(describe_error(e, self.settings.url)) from None
+        return f"PING ok; PUBLISH {self.settings.test_channel}: {receivers} subscriber(s)"
+
+    def set_stream_state(self, stream_id: str, state: dict) -> None:
+        """Latest state of a stream, written to its hash as soon as Redis takes it."""
+        self._states[stream_id] = {k: (json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else str(v))
+                                   for k, v in state.items()}
+        self._states_changed.set()
+
+    @property
+    def states_pending(self) -> bool:
+        return bool(self._states)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._write_states()  # the last state of each stream, if Redis takes it
+        heartbeat = "redis-heartbeat" in self.tasks.running()
+        await self.tasks.close(timeout=self.settings.timeout_s + 1)
+        if heartbeat:  # only this process's own heartbeat goes (not a running daemon's, after `sinks test`)
+            try:
+                await self.client.delete(self.settings.instance_key(self.instance))
+            except OUTAGES:
+                pass
+        await self.client.aclose()
+
+    # --- state and heartbeat ---------------------------------------------------------------------------------
+
+    async def _write_states(self) -> bool:
+        if not self._states:
+            return True
+        states, self._states = self._states, {}
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for stream_id, state in states.items():
+                    pipe.hset(self.settings.stream_key(stream_id), mapping=state)
+                await pipe.execute()
+        except OUTAGES as e:
+            self._states = {**states, **self._states}  # keep the newest of each for the next try
+            self._mark_down(e)
+            return False
+        self._mark_up()
+        return True
+
+    async def _write_states_forever(self) -> None:
+        backoff = 0.1
+        while not self._closing:
+            if not self._states:
+                self._states_changed.clear()
+                await self._states_changed.wait()
+                continue
+            if await self._write_states():
+                backoff = 0.1
+            else:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _heartbeat_forever(self) -> None:
+        ttl = self.settings.heartbeat_ttl_s
+        while not self._closing:
+            try:
+                await self.client.set(self.settings.instance_key(self.instance),
+                                      json.dumps({"instance": self.instance, "at": time.time()}), ex=max(1, int(ttl)))
+                self._mark_up()
+            except OUTAGES as e:
+                self._mark_down(e)
+            await asyncio.sleep(ttl / 3)
+
+    def _mark_up(self) -> None:
+        if not self.up and self._outage_logged:
+            log.warning("Redis reachable again", redis=redact(self.settings.url))
+        self.up, self._outage_logged = True, False
+        self.metrics.redis_up.set(1)
+
+    def _mark_down(self, error: BaseException) -> None:
+        if not self._outage_logged:
+            log.warning("Redis unreachable; alert events are spooled on disk until it returns",
+                        error=describe_error(error, self.settings.url))
+            self._outage_logged = True
+        self.up = False
+        self.metrics.redis_up.set(0)

@@ -1,0 +1,96 @@
+"""Broadcast protocols through PyAV: HLS served over HTTP, RTMP from a real nginx-rtmp server; SRT refused."""
+
+import threading
+
+import av
+import numpy as np
+import pytest
+from aiohttp import web
+
+from monitor import cli
+from monitor.api import serve
+from monitor.contracts import Frame
+from monitor.sources import ERROR, RUNNING, PyAVSource, SourceSettings
+from tests.support.aio import collect, wait_for
+from tests.support.media import write_mp4
+from tests.support.servers import RtmpServer, push_rtmp
+
+FAST = dict(backoff_initial_s=0.2, backoff_max_s=1.0, backoff_fatal_s=30.0, open_timeout_s=5.0, stall_timeout_s=3.0)
+
+
+def moving(n, size=(320, 240)):
+    for i in range(n):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        frame[:, (i * 5) % size[0]:(i * 5) % size[0] + 30] = 220
+        yield frame
+
+
+def write_hls(folder, frames, fps=25):
+    """A playlist and 1-second H.264 segments, written by FFmpeg's HLS muxer (through PyAV)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with av.open(str(folder / "index.m3u8"), "w", format="hls",
+                 options={"hls_time": "1", "hls_list_size": "0", "hls_playlist_type": "vod"}) as out:
+        stream = out.add_stream("libx264", rate=fps, options={"tune": "zerolatency", "bf": "0", "g": str(fps)})
+        stream.width, stream.height, stream.pix_fmt = 320, 240, "yuv420p"
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+
+
+@pytest.fixture
+async def hls_server(tmp_path):
+    write_hls(tmp_path / "hls", moving(25 * 6))
+    app = web.Application()
+    app.router.add_static("/hls", tmp_path / "hls")
+    runner, port = await serve(app, "127.0.0.1", 0)
+    yield f"http://127.0.0.1:{port}/hls"
+    await runner.cleanup()
+
+
+async def test_hls_frames_arrive_and_a_missing_playlist_is_not_found(hls_server):
+    source = PyAVSource("hls", f"{hls_server}/index.m3u8", SourceSettings(sample_fps=4, **FAST))
+    missing = PyAVSource("gone", f"{hls_server}/missing.m3u8", SourceSettings(**FAST))
+    source.start()
+    missing.start()
+    assert await wait_for(lambda: source.state == RUNNING, 15), source.status()
+    frames = [f for f in await collect(source, 2.0) if isinstance(f, Frame)]
+    assert await wait_for(lambda: missing.reason == "not_found", 10), missing.status()
+    status = missing.status()
+    await source.stop()
+    await missing.stop()
+    print(f"HLS: {len(frames) / 2.0:.1f} frames/s at sample_fps=4; missing playlist: {status['state']} "
+          f"{status['reason']}")
+    assert 2.5 <= len(frames) / 2.0 <= 5.5 and frames[0].image.shape == (240, 320, 3)
+    assert status["state"] == ERROR  # not found backs off for backoff_fatal_s instead of hammering the server
+
+
+async def test_rtmp_frames_arrive_from_a_real_rtmp_server(tmp_path):
+    clip = str(write_mp4(tmp_path / "clip.mp4", moving(75)))
+    stop = threading.Event()
+    with RtmpServer(tmp_path / "nginx") as rtmp:
+        publisher = threading.Thread(target=push_rtmp, args=(clip, rtmp.url("cam"), stop), daemon=True)
+        publisher.start()
+        source = PyAVSource("rtmp", rtmp.url("cam"), SourceSettings(sample_fps=4, **FAST))
+        source.start()
+        try:
+            assert await wait_for(lambda: source.state == RUNNING, 20), source.status()
+            frames = [f for f in await collect(source, 3.0) if isinstance(f, Frame)]
+        finally:
+            await source.stop()
+            stop.set()
+            publisher.join(timeout=10)
+    print(f"RTMP: {len(frames) / 3.0:.1f} frames/s at sample_fps=4, {source.stats.frames_decoded} decoded")
+    assert 2.5 <= len(frames) / 3.0 <= 5.5 and frames[0].image.shape == (240, 320, 3)
+
+
+@pytest.mark.parametrize("url,reason", [("srt://192.0.2.1:9000?streamid=cam", "SRT"),
+                                        ("gopher://192.0.2.1/x", "unsupported URL scheme"),
+                                        ("rtmp:///live/cam", "needs a host")])
+def test_urls_nothing_can_open_are_configuration_errors(tmp_path, capsys, url, reason):
+    path = tmp_path / "monitor.toml"
+    path.write_text(f'[[streams]]\nid = "ok"\nurl = "rtsp://192.0.2.1/live"\n[[streams]]\nid = "x"\nurl = "{url}"\n')
+    assert cli.main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "streams.1.url" in err and reason in err and "Traceback" not in err
