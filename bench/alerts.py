@@ -3,8 +3,11 @@
 
 Measures: events/s through the whole path (fsync'd spool + one Lua script doing SET NX, XADD, 2x PUBLISH,
 plus an HSET of stream state per event); publish latency from `publish()` to a Pub/Sub subscriber; the
-spool's write rate; and the replay rate of a spool filled while Redis was down.
-Last line: `RESULT events_per_s=... p99_publish_ms=... spool_replay_events_per_s=...`.
+spool's write rate; the replay rate of a spool filled while Redis was down; and Redis plus a signed webhook
+together (an aiohttp receiver on 127.0.0.1 that verifies each signature): events/s the webhook takes in a
+burst, and publish-to-receiver latency at 200 events/s.
+Last line: `RESULT events_per_s=... p99_publish_ms=... spool_replay_events_per_s=... webhook_events_per_s=...
+webhook_p99_ms=...`.
 
   python bench/alerts.py --quick
 """
@@ -33,6 +36,8 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from monitor.alerts.sinks import WebhookSettings, WebhookSink
+from tests.support.webhook_receiver import WebhookReceiver
 
 
 def start_redis(port: int) -> subprocess.Popen:
@@ -52,9 +57,44 @@ def event(n: int) -> dict:
             "verdict": "suspicious", "statistic": {"name": "mean", "value": 0.93}, "times": {}}
 
 
-def new_publisher(url: str, folder: str) -> AlertPublisher:
-    return AlertPublisher(RedisSettings(url=url, timeout_s=1.0), Spool(folder, max_events=1_000_000), "bench",
-                          PublisherMetrics(CollectorRegistry()))
+def new_publisher(url: str, folder: str, webhook: str | None = None) -> AlertPublisher:
+    sinks = [WebhookSink(WebhookSettings(url=webhook, secret="bench-secret"), "hook")] if webhook else []
+    spool = Spool(folder, max_events=1_000_000, sinks=["redis", *(s.name for s in sinks)])
+    return AlertPublisher(RedisSettings(url=url, timeout_s=1.0), spool, "bench", PublisherMetrics(CollectorRegistry()),
+                          sinks)
+
+
+async def webhook_figures(url: str, folder: str, n: int) -> tuple[float, float]:
+    """Redis and a webhook together: the webhook's events/s in a burst, and its p99 latency at 200 events/s."""
+    receiver = await WebhookReceiver("bench-secret").start()
+    arrived: dict[str, float] = {}
+
+    def take(event: dict) -> int:
+        arrived.setdefault(event["event_id"], time.time())
+        return 200
+
+    receiver.answer = take
+    pub = new_publisher(url, folder, receiver.url)
+    await pub.start()
+    burst = [event(i) for i in range(n)]
+    start = time.perf_counter()
+    for i, e in enumerate(burst):
+        await pub.publish(e)
+        if i % 16 == 0:
+            await asyncio.sleep(0)
+    await pub.flush(120)
+    rate = n / (time.perf_counter() - start)
+    paced, published = [event(i) for i in range(n // 4)], {}
+    for e in paced:
+        await pub.publish(e)
+        published[e["event_id"]] = time.time()
+        await asyncio.sleep(1 / 200)
+    await pub.flush(60)
+    await pub.close()
+    await receiver.stop()
+    latencies = [(arrived[i] - t) * 1e3 for i, t in published.items()]
+    assert receiver.bad_signatures == 0 and len(arrived) == n + n // 4
+    return rate, float(np.percentile(latencies, 99))
 
 
 async def main_async(n: int) -> None:
@@ -123,11 +163,17 @@ async def main_async(n: int) -> None:
             replay_rate = n / (time.perf_counter() - start)
             await pub.close()
             print(f"spool: writes {write_rate:.0f} events/s (fsync each); replay {replay_rate:.0f} events/s")
+
+            # 3. Redis and a signed webhook together.
+            webhook_rate, webhook_p99 = await webhook_figures(url, f"{tmp}/webhook", n)
+            print(f"Redis + webhook: the webhook took {webhook_rate:.0f} events/s in a burst; publish->receiver "
+                  f"p99 {webhook_p99:.1f} ms at 200 events/s")
         finally:
             server.terminate()
             server.wait()
     print(f"RESULT events_per_s={events_per_s:.0f} p99_publish_ms={p99:.2f} spool_replay_events_per_s={replay_rate:.0f} "
-          f"p50_publish_ms={p50:.2f} spool_write_events_per_s={write_rate:.0f}")
+          f"p50_publish_ms={p50:.2f} spool_write_events_per_s={write_rate:.0f} webhook_events_per_s={webhook_rate:.0f} "
+          f"webhook_p99_ms={webhook_p99:.2f}")
 
 
 def main() -> None:

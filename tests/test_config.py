@@ -44,6 +44,15 @@ MALFORMED = {
     "bad log level": ('[logging]\nlevel = "loud"\n', "logging.level"),
     "whip sessions zero": ("[whip]\nmax_sessions = 0\n", "whip.max_sessions"),
     "not toml": ("[worker\nmax_batch = 3\n", "not valid TOML"),
+    "webhook without url": ('[[sinks]]\ntype = "webhook"\n', "sinks.0.url"),
+    "webhook with a bad url": ('[[sinks]]\ntype = "webhook"\nurl = "ftp://h/x"\n', "sinks.0.url"),
+    "unknown sink type": ('[[sinks]]\ntype = "email"\nurl = "https://h/x"\n', "sinks.0.type"),
+    "duplicate sink names": ('[[sinks]]\ntype = "webhook"\nname = "a"\nurl = "https://h/x"\n' * 2, "sinks.1.name"),
+    "a sink named redis": ('[[sinks]]\ntype = "webhook"\nname = "redis"\nurl = "https://h/x"\n', "sinks.0.name"),
+    "bad verdict filter": ('[[sinks]]\ntype = "webhook"\nurl = "https://h/x"\nverdicts = ["bad"]\n',
+                           "sinks.0.verdicts"),
+    "negative webhook timeout": ('[[sinks]]\ntype = "webhook"\nurl = "https://h/x"\ntimeout_s = -1\n',
+                                 "sinks.0.timeout_s"),
 }
 
 

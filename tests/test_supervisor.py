@@ -10,15 +10,15 @@ from monitor.config import StreamConfig
 from monitor.metrics import DaemonMetrics
 from monitor.supervisor import API, FILE, StreamExists, StreamSupervisor
 from tests.support.aio import wait_for
-from tests.support.faces import load_crops
+from tests.support.faces import face_paths, load_crops
 from tests.support.media import face_frames, write_mp4
 from tests.support.runtime import runtime_config, start_runtime, stop_runtime, tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
-def clip(tmp_path_factory, face_paths):
+def clip(tmp_path_factory):
     folder = tmp_path_factory.mktemp("supervisor")
-    return str(write_mp4(folder / "faces.mp4", face_frames(load_crops(face_paths[::8]), 50, size=(320, 240),
+    return str(write_mp4(folder / "faces.mp4", face_frames(load_crops(face_paths()[::8]), 50, size=(320, 240),
                                                           face_px=120)))
 
 
@@ -87,3 +87,22 @@ async def test_a_failing_frame_pump_shows_its_stream_in_error_while_the_others_s
     assert await wait_for(lambda: supervisor.handles["bad"] is not bad, 10)
     assert await wait_for(lambda: supervisor.status("bad")["state"] == "running", 10)
     assert await wait_for(lambda: supervisor.status("bad")["crops_scored"] > 0, 10)
+
+
+async def test_a_whep_stream_gets_its_token_and_runs(supervisor, tmp_path):
+    from monitor.sources.webrtc import restrict_host_addresses
+    from tests.support.whep_server import WhepServer
+
+    restrict_host_addresses(["127.0.0.1"])
+    clip = write_mp4(tmp_path / "clip.mp4", face_frames(load_crops(face_paths()[:1]), 50, size=(320, 240)))
+    server = await WhepServer({"cam": (str(clip), "H264")}, token="T0ken@whep").start()
+    try:
+        await supervisor.apply({"w": stream("w", server.url("cam"), token="T0ken@whep"),
+                                "bad": stream("bad", server.url("cam"), token="wrong")}, FILE)
+        assert await wait_for(lambda: supervisor.status("w")["state"] == "running", 20), supervisor.status("w")
+        assert await wait_for(lambda: supervisor.status("bad")["reason"] == "auth", 10)
+        assert await wait_for(lambda: supervisor.status("w")["crops_scored"] > 0, 20)
+        assert "T0ken" not in str(supervisor.statuses())
+    finally:
+        await supervisor.stop_sources()
+        await server.stop()
