@@ -9,6 +9,7 @@ import json
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from . import pages
 from .config import masked
 from .errors import ConfigError
 from .redact import redact
@@ -86,6 +87,12 @@ def build_app(daemon) -> web.Application:
             return error(409, f"stream {stream.id!r} already exists")
         return web.json_response(daemon.supervisor.status(stream.id), status=201)
 
+    async def publish_page(request):
+        """The built-in WHIP publisher for a `whip` stream (the WHIP token is entered in the page)."""
+        if daemon.supervisor.whip_source(request.match_info["id"]) is None:
+            return error(404, f"no WHIP stream {request.match_info['id']!r}")
+        return pages.asset("publish.html")
+
     async def delete_stream(request):
         stream_id = request.match_info["id"]
         if not await daemon.supervisor.remove(stream_id):
@@ -100,6 +107,8 @@ def build_app(daemon) -> web.Application:
     app.router.add_post("/streams", guarded(add_stream))
     app.router.add_get("/streams/{id}", guarded(get_stream))
     app.router.add_delete("/streams/{id}", guarded(delete_stream))
+    app.router.add_get("/publish/{id}", publish_page)
+    pages.add_static_routes(app)
     daemon.whip.add_routes(app)
     return app
 

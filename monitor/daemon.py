@@ -77,7 +77,7 @@ class Daemon:
         self.health.passed("model")
         self.supervisor = StreamSupervisor(cfg, self.model, self.publisher, self.metrics)
         self.health.supervisor = self.supervisor
-        self.whip = WhipEndpoint(cfg.whip, resolve=self.supervisor.whip_source)
+        self.whip = WhipEndpoint(cfg.whip, resolve=self.supervisor.whip_source, status=self.supervisor.status)
         await self._serve_http()
         self.health.passed("http")
         await self.supervisor.apply({s.id: s for s in cfg.streams}, FILE)

@@ -52,11 +52,15 @@ class WebRtcSession:
 
     def __init__(self, stream_id: str, session_id: str, pc: RTCPeerConnection, stats: SourceStats,
                  channel: FrameChannel, sample_fps: float, media_timeout_s: float,
-                 on_first_frame: Callable[[WebRtcSession], None], on_end: Callable[[WebRtcSession, str, str], None]):
+                 on_first_frame: Callable[[WebRtcSession], None], on_end: Callable[[WebRtcSession, str, str], None],
+                 peer_gone_grace_s: float = 0.0):
+        """`peer_gone_grace_s`: when the peer closes the connection (not a DELETE), the session ends only after
+        this long, so that a publisher that comes straight back (a page reload) replaces it instead."""
         self.stream_id, self.session_id, self.pc = stream_id, session_id, pc
         self.stats, self.channel = stats, channel
         self.sampler, self.media_timeout_s = RateSampler(sample_fps), media_timeout_s
         self.on_first_frame, self.on_end = on_first_frame, on_end
+        self.peer_gone_grace_s = peer_gone_grace_s
         self.ended: str | None = None  # the reason, once ended
         self.video_track = None
         self.log = log.bind(stream_id=stream_id, session=session_id)
@@ -76,7 +80,13 @@ class WebRtcSession:
         @pc.on("connectionstatechange")
         async def on_state():
             if pc.connectionState in ("failed", "closed"):
-                self.end("closed", f"peer connection {pc.connectionState}")
+                await self._peer_gone(f"peer connection {pc.connectionState}")
+
+    async def _peer_gone(self, detail: str) -> None:
+        """The peer went away (not a DELETE): end after the grace, unless something else ended it meanwhile."""
+        if self.ended is None and self.peer_gone_grace_s:
+            await asyncio.sleep(self.peer_gone_grace_s)
+        self.end("closed", detail)
 
     def start_watchdog(self) -> None:
         self._last_media = time.monotonic()
@@ -110,7 +120,7 @@ class WebRtcSession:
                     if self.channel.put(to_frame(self.stream_id, next(self._seq), frame, now)):
                         self.stats.drop("stale")
         except MediaStreamError:
-            self.end("closed", "the publisher's track ended")
+            await self._peer_gone("the publisher's track ended")
 
     async def _drain_audio(self, track) -> None:
         try:

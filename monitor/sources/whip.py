@@ -31,9 +31,10 @@ log = get(__name__)
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "POST, DELETE, OPTIONS",
+    # PATCH is listed so that a browser's trickle-ICE request gets our 405 instead of a failed preflight.
+    "Access-Control-Allow-Methods": "GET, POST, PATCH, DELETE, OPTIONS",
     "Access-Control-Allow-Headers": "Authorization, Content-Type, If-Match",
-    "Access-Control-Expose-Headers": "Location, Link",
+    "Access-Control-Expose-Headers": "Location, Link, Allow",
 }
 
 
@@ -101,8 +102,11 @@ class WhipSource:
 
     def prepare_session(self, session_id: str, pc, media_timeout_s: float) -> WebRtcSession:
         """A session for a publisher that is negotiating; it carries media only once `activate`d."""
+        # A publisher whose connection drops gets half the media timeout to come back (a page reload) and
+        # replace its session; a DELETE ends it at once.
         return WebRtcSession(self.stream_id, session_id, pc, self.stats, self._channel, self.sample_fps,
-                             media_timeout_s, on_first_frame=self._running, on_end=self._ended)
+                             media_timeout_s, on_first_frame=self._running, on_end=self._ended,
+                             peer_gone_grace_s=media_timeout_s / 2)
 
     def activate(self, session: WebRtcSession) -> None:
         """Negotiated: the session replaces the current one (which ends with reason `replaced`)."""
@@ -126,17 +130,21 @@ class WhipSource:
 class WhipEndpoint:
     """The HTTP side of WHIP. `resolve(stream_id)` gives the stream's WhipSource, or None (404)."""
 
-    def __init__(self, settings: WhipSettings, resolve: Callable[[str], WhipSource | None]):
+    def __init__(self, settings: WhipSettings, resolve: Callable[[str], WhipSource | None],
+                 status: Callable[[str], dict | None] | None = None):
         self.settings = settings  # replaced as a whole on reload: new requests see the new settings
         self.resolve = resolve
+        self.status = status or (lambda stream_id: (s := resolve(stream_id)) and s.status())
         self.sessions: dict[str, WebRtcSession] = {}  # session id -> session, while negotiated and not ended
         self.peer_connections: set = set()  # every pc we created and not yet closed
         restrict_host_addresses(settings.host_addresses)
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("POST", "/whip/{stream_id}", self.post)
+        app.router.add_route("GET", "/whip/{stream_id}", self.get)
         app.router.add_route("OPTIONS", "/whip/{stream_id}", self.options)
         app.router.add_route("DELETE", "/whip/{stream_id}/{session_id}", self.delete)
+        app.router.add_route("PATCH", "/whip/{stream_id}/{session_id}", self.patch)
         app.router.add_route("OPTIONS", "/whip/{stream_id}/{session_id}", self.options)
         app.on_shutdown.append(lambda _app: self.close())
 
@@ -173,6 +181,27 @@ class WhipEndpoint:
             return self._error(503, f"too many WebRTC sessions (limit {self.settings.max_sessions})",
                                {"Retry-After": "10"})
         return await self._negotiate(source, offer)
+
+    async def get(self, request: web.Request) -> web.Response:
+        """The stream's state and verdict for its publisher (the built-in page shows them): the WHIP token
+        suffices, the API token is not needed. No URL, no counters beyond what a publisher may see."""
+        stream_id = request.match_info["stream_id"]
+        if not self._authorised(request, stream_id):
+            return self._error(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="whip"'})
+        status = self.status(stream_id) if self.resolve(stream_id) is not None else None
+        if status is None:
+            return self._error(404, f"unknown stream id {stream_id!r}")
+        shown = {k: status.get(k) for k in ("state", "reason", "session", "verdict", "fps", "frames_in", "crops_scored")}
+        statistics = [t.get("statistic") for t in (status.get("tracks") or {}).values() if t.get("statistic") is not None]
+        shown.update(stream_id=stream_id, score=max(statistics) if statistics else None,
+                     tracks=len(status.get("tracks") or {}))
+        return web.json_response(shown, headers=CORS)
+
+    async def patch(self, request: web.Request) -> web.Response:
+        """Trickle ICE and ICE restarts are not supported (RFC 9725 §4.3.1): the answer already holds every
+        candidate, gathered before it is sent. A 405 a browser can read (PATCH is in the CORS preflight)."""
+        return self._error(405, "trickle ICE is not supported: the SDP answer carries all candidates",
+                           {"Allow": "DELETE, OPTIONS"})
 
     async def delete(self, request: web.Request) -> web.Response:
         stream_id, session_id = request.match_info["stream_id"], request.match_info["session_id"]
