@@ -4,8 +4,11 @@ concurrent publishers this machine sustains at 2 fps sampling.
 
 The publishers (real aiortc peers, encoding an H.264 clip) run in a child process so that this process's
 CPU time is the receiving side alone (ICE, SRTP, depacketising, decoding, sampling). On a 2-core machine
-the publishers' encoders compete for the same cores, which caps the count. Last line:
-`RESULT cpu_s_per_stream_s_480p=... cpu_s_per_stream_s_720p=... max_publishers_480p=...`.
+the publishers' encoders compete for the same cores, which caps the count. Then the same with real browsers:
+headless Chromium instances publishing a fake 640x480 camera through the built-in page (/publish/<id>):
+CPU seconds of the receiving side per stream-second, and the most browser publishers sustained at 2 fps.
+Last line: `RESULT cpu_s_per_stream_s_480p=... cpu_s_per_stream_s_720p=... max_publishers_480p=...
+browser_cpu_s_per_stream_s=... max_browser_publishers=...`.
 
   python bench/webrtc.py --quick
 """
@@ -33,8 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np
 from aiohttp import web
 
+from monitor import pages
 from monitor.api import serve
 from monitor.sources.whip import WhipEndpoint, WhipSettings, WhipSource
+from tests.support.browser import Browser, chromium, write_y4m
 from tests.support.media import write_mp4
 
 PUBLISHER = """
@@ -93,6 +98,50 @@ async def measure(sources: dict, base: str, video: str, n: int, seconds: float):
     return cpu / (max(1, len(rates)) * wall), (min(rates) if len(rates) == n else 0.0)
 
 
+async def measure_browsers(sources: dict, base: str, camera: Path, n: int, seconds: float, profiles: Path):
+    """n Chromium processes publish the fake camera through the built-in page; this process receives."""
+    sources.clear()
+    sources.update({f"b{i}": WhipSource(f"b{i}", sample_fps=2) for i in range(n)})
+    streams = list(sources.values())
+    browsers = []
+
+    def open_page(driver, i):
+        from selenium.webdriver.support.ui import Select
+
+        driver.get(f"{base}/publish/b{i}")
+        Select(driver.find_element("id", "source")).select_by_value("camera")
+        driver.find_element("id", "start").click()
+
+    try:
+        for i in range(n):
+            browsers.append(Browser(await asyncio.to_thread(chromium, profiles / f"p{n}-{i}", camera)))
+            await browsers[-1].do(open_page, i)
+        deadline = time.monotonic() + 60
+        while any(s.stats.frames_decoded == 0 for s in streams) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+
+        async def consume(source):
+            async for _ in source.frames():
+                pass
+
+        consumers = [asyncio.create_task(consume(s)) for s in streams]
+        await asyncio.sleep(2.0)
+        emitted = [s.stats.frames_emitted for s in streams]
+        cpu, wall = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(streams, emitted)]
+        print(f"  ({n} browser(s): received {', '.join(f'{s.stats.fps():.1f}' for s in streams)} fps)", flush=True)
+        for c in consumers:
+            c.cancel()
+    finally:
+        for browser in browsers:
+            await browser.quit()
+        for s in streams:
+            await s.stop()
+    return cpu / (n * wall), min(rates)
+
+
 async def main_async(quick: bool) -> None:
     seconds = 3.0 if quick else 10.0
     sources: dict[str, WhipSource] = {}
@@ -100,6 +149,12 @@ async def main_async(quick: bool) -> None:
                             resolve=sources.get)
     app = web.Application()
     endpoint.add_routes(app)
+
+    async def page(request):
+        return pages.asset("publish.html")
+
+    app.router.add_get("/publish/{id}", page)
+    pages.add_static_routes(app)
     runner, port = await serve(app, "127.0.0.1", 0)
     base = f"http://127.0.0.1:{port}"
     results = {}
@@ -117,9 +172,23 @@ async def main_async(quick: bool) -> None:
             if fps < 0.9 * 2:
                 break
             best = n
+        camera = write_y4m(Path(tmp) / "camera.y4m", (np.roll(np.random.default_rng(1).integers(
+            0, 255, (480, 640, 3), dtype=np.uint8), i * 6, axis=1) for i in range(50)))
+        browser_best, browser_cpu = 0, float("nan")
+        for n in ((1, 2) if quick else (1, 2, 3, 4, 6)):
+            # Browsers adapt their frame rate under load and frames come in bursts: a longer window.
+            cpu, fps = await measure_browsers(sources, base, camera, n, max(seconds, 8.0), Path(tmp))
+            print(f"browser 480p {n:>3} {cpu:>15.4f} {fps:>16.2f}", flush=True)
+            if n == 1:
+                browser_cpu = cpu
+            if fps < 0.9 * 2:
+                break
+            browser_best = n
     await runner.cleanup()
     print(f"RESULT cpu_s_per_stream_s_480p={results[480]:.4f} cpu_s_per_stream_s_720p={results[720]:.4f} "
-          f"max_publishers_480p={best}{'+' if quick and best == 4 else ''}")
+          f"max_publishers_480p={best}{'+' if quick and best == 4 else ''} "
+          f"browser_cpu_s_per_stream_s={browser_cpu:.4f} "
+          f"max_browser_publishers={browser_best}{'+' if quick and browser_best == 2 else ''}")
 
 
 def main() -> None:
