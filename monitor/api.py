@@ -4,6 +4,7 @@ aiohttp app)."""
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import json
 
 from aiohttp import web
@@ -16,20 +17,78 @@ from .redact import redact
 from .supervisor import API, StreamExists
 
 
-async def serve(app: web.Application, host: str, port: int, **runner_options) -> tuple[web.AppRunner, int]:
-    """Start serving `app` on host:port (0: any free port). Returns the runner, for `cleanup()`, and the port."""
+async def serve(app: web.Application, host: str, port: int, ssl_context=None,
+                **runner_options) -> tuple[web.AppRunner, int]:
+    """Start serving `app` on host:port (0: any free port), over TLS with `ssl_context`. Returns the runner, for
+    `cleanup()`, and the port."""
     runner = web.AppRunner(app, **runner_options)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise
     return runner, runner.addresses[0][1]
 
 
+def transport_middleware(trusted_proxies):
+    """HSTS on HTTPS answers; behind a trusted reverse proxy, the scheme and host the client used."""
+
+    @web.middleware
+    async def transport(request: web.Request, handler):
+        networks = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies()]  # a reload may change them
+        if networks and request.remote and any(ipaddress.ip_address(request.remote.split("%")[0]) in n
+                                               for n in networks):
+            proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+            host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+            changes = {"scheme": proto} if proto in ("http", "https") else {}
+            if host:
+                changes["host"] = host
+            request = request.clone(**changes) if changes else request
+        response = await handler(request)
+        if request.scheme == "https":
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        return response
+
+    return transport
+
+
+def build_plain_app(daemon) -> web.Application:
+    """The plain-HTTP loopback listener (`[http] plain_metrics`): health, readiness and metrics, nothing that
+    needs a token."""
+    app = web.Application()
+    handlers = health_handlers(daemon)
+    for path, handler in handlers.items():
+        app.router.add_get(path, handler)
+
+    async def refused(request):
+        return web.json_response({"error": "this plain listener serves /healthz, /readyz and /metrics only; use "
+                                           "the HTTPS server"}, status=403)
+
+    app.router.add_route("*", "/{anything:.*}", refused)
+    return app
+
+
+def health_handlers(daemon) -> dict:
+    async def healthz(request):
+        healthy, reason = daemon.health.healthy()
+        return web.json_response({"status": "alive" if healthy else "unhealthy", "reason": reason},
+                                 status=200 if healthy else 503)
+
+    async def readyz(request):
+        ready = daemon.health.ready
+        return web.json_response({"ready": ready, "checks": daemon.health.checks,
+                                  "listeners": daemon.health.listeners}, status=200 if ready else 503)
+
+    async def metrics(request):
+        return web.Response(body=generate_latest(daemon.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
+
+
 def build_app(daemon) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024)
+    app = web.Application(client_max_size=256 * 1024,
+                          middlewares=[transport_middleware(lambda: daemon.config.http.trusted_proxies)])
 
     def authorised(request: web.Request) -> bool:
         token = daemon.config.http.token  # read per request: a reload may change it
@@ -48,18 +107,6 @@ def build_app(daemon) -> web.Application:
                                          headers={"WWW-Authenticate": "Bearer"})
             return await handler(request)
         return wrapper
-
-    async def healthz(request):
-        healthy, reason = daemon.health.healthy()
-        return web.json_response({"status": "alive" if healthy else "unhealthy", "reason": reason},
-                                 status=200 if healthy else 503)
-
-    async def readyz(request):
-        ready = daemon.health.ready
-        return web.json_response({"ready": ready, "checks": daemon.health.checks}, status=200 if ready else 503)
-
-    async def metrics(request):
-        return web.Response(body=generate_latest(daemon.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def running_config(request):
         return web.json_response({"config": masked(daemon.config),
@@ -99,9 +146,8 @@ def build_app(daemon) -> web.Application:
             return error(404, f"no stream {stream_id!r}")
         return web.Response(status=204)
 
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
+    for path, handler in health_handlers(daemon).items():
+        app.router.add_get(path, handler)
     app.router.add_get("/config", guarded(running_config))
     app.router.add_get("/streams", guarded(list_streams))
     app.router.add_post("/streams", guarded(add_stream))

@@ -464,9 +464,20 @@ def _sinks(args) -> int:
 
 
 def _check_config(args) -> int:
+    from . import tls
     from .config import load, masked
 
-    print(json.dumps(masked(load(args.config)), indent=2))
+    config = load(args.config)
+    http = config.http
+    if http.tls_cert:  # readable, PEM, matching, not expired (each a configuration error naming the key)
+        certificate = tls.load(http.tls_cert, http.tls_key)
+        if certificate.days_left < tls.RENEW_BEFORE.days:
+            print(f"monitor: warning: http.tls_cert expires in {certificate.days_left:.0f} days "
+                  f"({certificate.not_after:%Y-%m-%d})", file=sys.stderr)
+    elif tls.wants_tls(http):
+        print(f"monitor: note: HTTPS with a self-signed certificate made in {http.tls_dir} at first start "
+              f"(http.tls = \"{http.tls}\", host {http.host})", file=sys.stderr)
+    print(json.dumps(masked(config), indent=2))
     return EXIT_OK
 
 

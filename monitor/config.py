@@ -7,6 +7,7 @@ names the offending key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -28,7 +29,7 @@ from .sources.registry import check_url, kind_of
 from .sources.whip import WhipSettings
 
 _REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
-SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret", "headers")
+SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret", "headers", "tls_key")
 _SECRET_HEADER = re.compile(r"(?i)auth|token|key|secret|signature|cookie|password")
 
 
@@ -72,7 +73,37 @@ class DaemonRedis(RedisSettings):
 class HttpSettings(Strict):
     host: str = Field("127.0.0.1", description="bind address")
     port: int = Field(8080, ge=0, le=65535, description="0: any free port (printed at start)")
-    token: str | None = Field(None, description="bearer token for /streams (health and metrics stay open)")
+    token: str | None = Field(None, description="bearer token for the API and pages (health and metrics stay open)")
+    tls: Literal["auto", "on", "off"] = Field("auto", description="auto: HTTPS unless bound to loopback without a "
+                                              "certificate; on: always (self-signed if none given); off: plain HTTP")
+    tls_cert: str | None = Field(None, description="certificate (chain) PEM: a file, or ${credential:NAME}")
+    tls_key: str | None = Field(None, description="its private key PEM: a file, or ${credential:NAME}")
+    tls_dir: str = Field("/var/lib/deepfake-monitor/tls", description="where the self-signed certificate is kept")
+    plain_metrics: str | None = Field(None, description="host:port of a plain-HTTP listener on loopback serving "
+                                      "/healthz, /readyz and /metrics only (for scrapers without TLS)")
+    trusted_proxies: list[str] = Field(default_factory=list, description="reverse proxies (IPs or CIDRs) whose "
+                                       "X-Forwarded-Proto and X-Forwarded-Host are believed")
+
+    @model_validator(mode="after")
+    def _tls(self):
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing = "tls_key" if self.tls_cert else "tls_cert"
+            raise ValueError(f"{missing}: tls_cert and tls_key go together")
+        if self.tls == "off" and self.tls_cert:
+            raise ValueError("tls: \"off\" with a certificate given; remove tls_cert/tls_key or set tls = \"on\"")
+        if self.plain_metrics is not None:
+            host, _, port = self.plain_metrics.rpartition(":")
+            from .tls import is_loopback
+
+            if not port.isdigit() or not 0 < int(port) < 65536 or not is_loopback(host.strip("[]")):
+                raise ValueError("plain_metrics: a loopback host:port, e.g. 127.0.0.1:9108 (the plain listener "
+                                 "carries no token, so it must not be reachable from other machines)")
+        for i, proxy in enumerate(self.trusted_proxies):
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies.{i}: {proxy!r} is not an IP address or network") from None
+        return self
 
 
 class LoggingSettings(Strict):
@@ -191,6 +222,10 @@ def parse(data: dict) -> MonitorConfig:
             message = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
                 message = "unknown key"
+            # A section's own check names its key first ("tls_key: ..."): make it one dotted key.
+            named = re.match(r"^([A-Za-z_][\w.]*): (.*)$", message, re.S)
+            if location and named and not named[1].startswith(location.split(".")[0] + "."):
+                location, message = f"{location}.{named[1]}", named[2]
             lines.append(f"{location}: {message}" if location else message)
         raise ConfigError(redact("; ".join(lines))) from None
     _remember_secrets(config.model_dump(mode="json"))

@@ -17,6 +17,7 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from . import config as config_module
+from . import tls
 from .alerts import AlertPublisher, PublisherMetrics, Spool
 from .alerts.sinks import build_sinks
 from .config import MonitorConfig, StreamConfig
@@ -51,8 +52,9 @@ class Daemon:
         self.model: LoadedModel | None = None
         self.supervisor: StreamSupervisor | None = None
         self.whip: WhipEndpoint | None = None
-        self.http_runner = None
+        self.http_runner = self.plain_runner = None
         self.http_port: int | None = None
+        self.url = ""
         self.stopping = asyncio.Event()
         self.failure: MonitorError | None = None
         self._reload_when_ready = False
@@ -82,8 +84,8 @@ class Daemon:
         self.health.passed("http")
         await self.supervisor.apply({s.id: s for s in cfg.streams}, FILE)
         self.health.ready = True
-        log.info("ready", http=f"http://{cfg.http.host}:{self.http_port}", streams=len(cfg.streams),
-                 model_id=self.model.tag.model_id, redis=redact(cfg.redis.url))
+        log.info("ready", http=self.url, streams=len(cfg.streams), model_id=self.model.tag.model_id,
+                 redis=redact(cfg.redis.url))
         self.watchdog.ready()
         self.tasks.spawn("watchdog", self.watchdog.run)
         self.tasks.spawn("stream-states", self._refresh_states)
@@ -91,13 +93,38 @@ class Daemon:
             asyncio.ensure_future(self.reload())
 
     async def _serve_http(self) -> None:
-        from .api import build_app, serve
+        """The HTTP server (HTTPS when `[http]` says so), and the plain loopback listener for scrapers."""
+        from .api import build_app, build_plain_app, serve
 
-        host, port = self.config.http.host, self.config.http.port
+        http = self.config.http
+        certificate = tls_certificate(http)
+        context = tls.server_context(certificate) if certificate is not None else None
+        if certificate is None and not tls.is_loopback(http.host):
+            log.warning("plain HTTP on a non-loopback address: tokens and faces travel in clear text (http.tls = "
+                        "\"off\")", host=http.host)
         try:
-            self.http_runner, self.http_port = await serve(build_app(self), host, port, access_log=None)
+            self.http_runner, self.http_port = await serve(build_app(self), http.host, http.port, access_log=None,
+                                                           ssl_context=context)
         except OSError as e:
-            raise ConfigError(f"http.port: cannot listen on {host}:{port}: {e.strerror or e}") from None
+            raise ConfigError(f"http.port: cannot listen on {http.host}:{http.port}: {e.strerror or e}") from None
+        scheme = "https" if context else "http"
+        self.url = f"{scheme}://{http.host}:{self.http_port}"
+        self.health.listeners = [{"url": self.url, "serves": "everything", "tls": bool(context)}]
+        if certificate is not None:
+            log.info("serving HTTPS", url=self.url, sha256=certificate.fingerprint, spki_sha256=certificate.spki_sha256,
+                     self_signed=certificate.self_signed, expires=f"{certificate.not_after:%Y-%m-%d}")
+            if certificate.days_left < tls.RENEW_BEFORE.days:
+                log.warning("the TLS certificate expires soon", days_left=round(certificate.days_left, 1))
+        if http.plain_metrics:
+            host, _, port = http.plain_metrics.rpartition(":")
+            try:
+                self.plain_runner, plain_port = await serve(build_plain_app(self), host.strip("[]"), int(port),
+                                                            access_log=None)
+            except OSError as e:
+                raise ConfigError(f"http.plain_metrics: cannot listen on {http.plain_metrics}: "
+                                  f"{e.strerror or e}") from None
+            self.health.listeners.append({"url": f"http://{host}:{plain_port}", "serves": "healthz, readyz, metrics",
+                                          "tls": False})
 
     def handle_signals(self) -> None:
         """SIGTERM/SIGINT stop (also during start: the stop follows once started), SIGHUP reloads."""
@@ -129,8 +156,9 @@ class Daemon:
             await self.model.pool.stop(drain=True, timeout=SHUTDOWN_BOUND_S / 2)
         if self.supervisor is not None:
             await self.supervisor.close("shutdown")
-        if self.http_runner is not None:
-            await self.http_runner.cleanup()
+        for runner in (self.http_runner, self.plain_runner):
+            if runner is not None:
+                await runner.cleanup()
         if self.publisher is not None:
             if not await self.publisher.flush(SHUTDOWN_BOUND_S / 4):
                 pending = {s.name: self.publisher.spool.pending(s.name) for s in self.publisher.sinks}
@@ -207,6 +235,8 @@ def preflight(config: MonitorConfig) -> None:
             pass
     except OSError as e:
         raise ConfigError(f"alerts.spool_dir: cannot use {folder}: {e.strerror or e}") from None
+    if config.http.tls_cert:
+        tls.load(config.http.tls_cert, config.http.tls_key)  # readable, PEM, matching, not expired
     if config.http.port:
         with socket.socket(socket.AF_INET6 if ":" in config.http.host else socket.AF_INET) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
@@ -215,6 +245,15 @@ def preflight(config: MonitorConfig) -> None:
             except OSError as e:
                 raise ConfigError(f"http.port: cannot listen on {config.http.host}:{config.http.port}: "
                                   f"{e.strerror or e}") from None
+
+
+def tls_certificate(http) -> tls.Certificate | None:
+    """The certificate the server uses, or None for plain HTTP (ConfigError naming the key if unusable)."""
+    if not tls.wants_tls(http):
+        return None
+    if http.tls_cert:
+        return tls.load(http.tls_cert, http.tls_key)
+    return tls.ensure_self_signed(http.tls_dir, http.host)
 
 
 def open_spool(config: MonitorConfig, sinks: list[str]) -> Spool:
@@ -237,7 +276,7 @@ async def run(config: MonitorConfig, config_path: str | None) -> int:
     except BaseException:
         await _stop_after_failed_start(daemon)
         raise
-    print(f"monitor: watching {len(config.streams)} stream(s); HTTP on http://{config.http.host}:{daemon.http_port}; "
+    print(f"monitor: watching {len(config.streams)} stream(s); HTTP on {daemon.url}; "
           f"alerts: monitor subscribe --redis {redact(config.redis.url)} --prefix {config.redis.prefix}", flush=True)
     await daemon.run_until_stopped()
     return 0

@@ -25,6 +25,7 @@ class Health:
         self.supervisor = None
         self.publisher = None
         self.pending_restart: list[str] = []  # config keys changed by a reload that need a restart
+        self.listeners: list[dict] = []  # the HTTP listeners that are up
 
     def passed(self, check: str) -> None:
         self.checks[check] = True

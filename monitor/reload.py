@@ -12,7 +12,8 @@ from typing import Any
 
 from .config import MonitorConfig, masked
 
-NEEDS_RESTART = ("instance", "model", "worker", "redis", "sinks", "http.host", "http.port", "alerts.spool_dir")
+NEEDS_RESTART = ("instance", "model", "worker", "redis", "sinks", "http.host", "http.port", "http.tls",
+                 "http.tls_cert", "http.tls_key", "http.tls_dir", "http.plain_metrics", "alerts.spool_dir")
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,8 @@ def plan_reload(old: MonitorConfig, new: MonitorConfig) -> ReloadPlan:
                if before.get(key) != after.get(key) or (key in before) != (key in after)]
     running = new.model_copy(update={
         "instance": old.instance, "model": old.model, "worker": old.worker, "redis": old.redis, "sinks": old.sinks,
-        "http": new.http.model_copy(update={"host": old.http.host, "port": old.http.port}),
+        "http": new.http.model_copy(update={k: getattr(old.http, k) for k in (
+            "host", "port", "tls", "tls_cert", "tls_key", "tls_dir", "plain_metrics")}),
         "alerts": new.alerts.model_copy(update={"spool_dir": old.alerts.spool_dir}),
     })
     return ReloadPlan(changes, running)
