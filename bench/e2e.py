@@ -10,7 +10,9 @@ with PyAV, samples at the same rate, detects and aligns faces and scores the cro
 (one model behind a lock, as the daemon has one device thread). The overhead ratio is the daemon's CPU per
 stream-second over that loop's: what the queues, tracks, windows, alerts, Redis and HTTP cost on top of the
 work itself. Last line:
-`RESULT overhead_ratio=... frame_to_alert_p50_ms=... frame_to_alert_p99_ms=... streams=... rss_growth_mb=...`.
+`RESULT overhead_ratio=... frame_to_alert_p50_ms=... frame_to_alert_p99_ms=... streams=... rss_growth_mb=...
+evidence_bytes_per_alert=...` (evidence is on, as by default: its cost is part of the daemon's; `--no-evidence`
+measures without it).
 
   python bench/e2e.py --quick
   python bench/e2e.py --device cuda --size L14 --streams 16
@@ -95,6 +97,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", choices=("tiny", "L14"), default="tiny")
     parser.add_argument("--quick", action="store_true", help="2 streams for 10 s (< 1 min)")
+    parser.add_argument("--no-evidence", action="store_true", help="the daemon without alert evidence")
     args = parser.parse_args()
     if args.quick:
         args.streams, args.seconds = 2, 10
@@ -132,6 +135,8 @@ min_crops = 2
 [alerts]
 spool_dir = "{tmp / 'spool'}"
 update_interval_s = 0
+[evidence]
+enabled = {str(not args.no_evidence).lower()}
 [redis]
 url = "{redis_server.url}"
 [http]
@@ -163,6 +168,9 @@ format = "json"
                 daemon.wait(timeout=60)
             events = [json.loads(f["event"]) for _, f in
                       redis.Redis.from_url(redis_server.url, decode_responses=True).xrange("deepfake:events")]
+            stored = redis.Redis.from_url(redis_server.url)
+            evidence_sizes = [sum(len(v) for v in stored.hgetall(key).values())
+                              for key in stored.scan_iter(match="deepfake:evidence:*")]
             frames_in = sum(a["frames_in"] - b["frames_in"] for a, b in zip(after, before)) / wall
             scored = sum(a["crops_scored"] - b["crops_scored"] for a, b in zip(after, before)) / wall
             latencies = [(e["times"]["published_at"] - e["times"]["last_frame"]) * 1e3 for e in events
@@ -187,8 +195,11 @@ format = "json"
     print(f"daemon CPU {daemon_cpu:.3f} s per stream-second vs {bare_cpu:.3f} for the bare loop "
           f"({bare_scored:.1f} crops/s scored); "
           f"RSS {rss[0]:.0f} -> {rss[-1]:.0f} MB; frame-to-alert p50 {p50:.0f} ms, p99 {p99:.0f} ms")
+    evidence_bytes = float(np.mean(evidence_sizes)) if evidence_sizes else float("nan")
+    print(f"evidence: {len(evidence_sizes)} alerts, {evidence_bytes / 1e3:.0f} kB each on average")
     print(f"RESULT overhead_ratio={daemon_cpu / bare_cpu:.3f} frame_to_alert_p50_ms={p50:.1f} "
-          f"frame_to_alert_p99_ms={p99:.1f} streams={args.streams} rss_growth_mb={rss[-1] - rss[0]:.1f}")
+          f"frame_to_alert_p99_ms={p99:.1f} streams={args.streams} rss_growth_mb={rss[-1] - rss[0]:.1f} "
+          f"evidence_bytes_per_alert={evidence_bytes:.0f}")
 
 
 if __name__ == "__main__":

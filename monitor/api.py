@@ -3,14 +3,15 @@ aiohttp app)."""
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import json
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import pages
+from . import console, pages, report
+from .alerts.store import summary
+from .auth import Auth
 from .config import masked
 from .errors import ConfigError
 from .redact import redact
@@ -86,27 +87,16 @@ def health_handlers(daemon) -> dict:
     return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
 
 
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": redact(message)}, status=status)
+
+
 def build_app(daemon) -> web.Application:
+    """Everything on the main listener: health, metrics, the API, alerts and their evidence, the pages, WHIP."""
     app = web.Application(client_max_size=256 * 1024,
                           middlewares=[transport_middleware(lambda: daemon.config.http.trusted_proxies)])
-
-    def authorised(request: web.Request) -> bool:
-        token = daemon.config.http.token  # read per request: a reload may change it
-        if not token:
-            return True
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
-
-    def error(status: int, message: str) -> web.Response:
-        return web.json_response({"error": redact(message)}, status=status)
-
-    def guarded(handler):
-        async def wrapper(request):
-            if not authorised(request):
-                return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                         headers={"WWW-Authenticate": "Bearer"})
-            return await handler(request)
-        return wrapper
+    auth = Auth(lambda: daemon.config.http.token)
+    guarded = auth.guarded
 
     async def running_config(request):
         return web.json_response({"config": masked(daemon.config),
@@ -154,9 +144,63 @@ def build_app(daemon) -> web.Application:
     app.router.add_get("/streams/{id}", guarded(get_stream))
     app.router.add_delete("/streams/{id}", guarded(delete_stream))
     app.router.add_get("/publish/{id}", publish_page)
+    add_alert_routes(app, daemon.store, guarded)
+    console.add_routes(app, daemon, auth)
     pages.add_static_routes(app)
     daemon.whip.add_routes(app)
     return app
 
 
-__all__ = ["build_app", "serve"]
+def add_alert_routes(app: web.Application, store, guarded) -> None:
+    """Alerts and their evidence, read from Redis (any daemon of a fleet serves any alert)."""
+
+    async def list_alerts(request):
+        query = request.query
+        try:
+            since = float(query["since"]) if "since" in query else None
+            limit = min(500, max(1, int(query.get("limit", 50))))
+        except ValueError:
+            return error(400, "since must be Unix seconds and limit a number")
+        alerts, cursor = await store.recent(query.get("stream"), query.get("verdict"), since, query.get("cursor"),
+                                            limit)
+        return web.json_response({"alerts": alerts, "next": cursor})
+
+    async def get_alert(request):
+        alert_id = request.match_info["id"]
+        events = await store.events(alert_id)
+        if not events:
+            return error(404, f"no alert {alert_id!r} (unknown, or older than redis.alert_ttl_s)")
+        return web.json_response({"alert": summary(events[-1]), "events": events,
+                                  "evidence": await store.evidence(alert_id)})
+
+    async def frame(request):
+        return await evidence_file(request.match_info["id"], "frame.jpg")
+
+    async def crop(request):
+        return await evidence_file(request.match_info["id"], f"crop-{request.match_info['n']}.jpg")
+
+    async def evidence_file(alert_id: str, name: str):
+        data = await store.file(alert_id, name)
+        if data is None:
+            return error(404, f"no {name} for alert {alert_id!r}")
+        return web.Response(body=data, content_type="image/jpeg",
+                            headers={"Cache-Control": "private, max-age=60", "X-Content-Type-Options": "nosniff"})
+
+    async def report_page(request):
+        alert_id = request.match_info["id"]
+        events = await store.events(alert_id)
+        if not events:
+            return error(404, f"no alert {alert_id!r}")
+        body = report.render(events, await store.evidence(alert_id), await store.files(alert_id))
+        return web.Response(text=body, content_type="text/html",
+                            headers={"Content-Security-Policy": "default-src 'none'; img-src data:; "
+                                                                "style-src 'unsafe-inline'", "Cache-Control": "no-cache"})
+
+    app.router.add_get("/alerts", guarded(list_alerts))
+    app.router.add_get("/alerts/{id}", guarded(get_alert))
+    app.router.add_get("/alerts/{id}/crops/{n:[0-9]{1,2}}.jpg", guarded(crop))
+    app.router.add_get("/alerts/{id}/frame.jpg", guarded(frame))
+    app.router.add_get("/alerts/{id}/report.html", guarded(report_page))
+
+
+__all__ = ["build_app", "build_plain_app", "serve"]

@@ -157,6 +157,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "with secrets and URL credentials masked. Errors name the key; exit 2.")
     check.add_argument("config", metavar="FILE")
 
+    report = commands.add_parser(
+        "report", help="write an alert's self-contained HTML report (and save its crops)",
+        description="Write the report of one alert: stream, times, verdict history, thresholds, model id and "
+                    "checkpoint sha256, the scored crops, the frame and the score timeline, in one HTML file with "
+                    "everything inline (no external requests). --save-crops also writes the crops as stored, "
+                    "for `monitor score-images`.")
+    report.add_argument("alert_id", metavar="ALERT_ID")
+    report.add_argument("--redis", default=os.environ.get("MONITOR_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
+    report.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    report.add_argument("--out", default=None, metavar="FILE.html", help="default alert-<ALERT_ID>.html")
+    report.add_argument("--save-crops", default=None, metavar="DIR", help="also write crop-<n>.jpg and frame.jpg here")
+
     sinks = commands.add_parser("sinks", help="check the alert destinations of a config",
                                 description="Check the alert destinations (Redis and every [[sinks]] entry) of a "
                                             "config file.")
@@ -183,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"model": _model, "score-images": _score_images, "demo": _demo, "run": _run,
                "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
-               "calibrate": _calibrate, "sinks": _sinks}[args.command]
+               "calibrate": _calibrate, "sinks": _sinks, "report": _report}[args.command]
     try:
         return handler(args)
     except MonitorError as e:  # the one place errors become exit codes
@@ -446,6 +459,44 @@ def _run(args) -> int:
         return asyncio.run(run(config, args.config))
     except OSError as e:
         return _fail(f"cannot start: {e}", EXIT_FAILURE)
+
+
+def _report(args) -> int:
+    import asyncio
+
+    from .alerts.sinks.redis import RedisSettings
+    from .alerts.store import AlertStore
+    from .report import render
+
+    async def fetch():
+        store = AlertStore(RedisSettings(url=args.redis, prefix=args.prefix))
+        try:
+            return (await store.events(args.alert_id), await store.evidence(args.alert_id),
+                    await store.files(args.alert_id))
+        finally:
+            await store.close()
+
+    from redis.exceptions import RedisError
+
+    from .alerts.sinks.redis import describe_error
+    try:
+        events, evidence, files = asyncio.run(fetch())
+    except RedisError as e:
+        return _fail(describe_error(e, args.redis), EXIT_FAILURE)
+    if not events:
+        return _fail(f"no alert {args.alert_id!r} in {redact(args.redis)} (unknown, or older than redis.alert_ttl_s)")
+    out = Path(args.out or f"alert-{args.alert_id}.html")
+    out.write_text(render(events, evidence, files, source=f" from {redact(args.redis)}"))
+    print(f"wrote {out} ({len(files)} images inline)")
+    if args.save_crops:
+        folder = Path(args.save_crops)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in files.items():
+            (folder / name).write_bytes(data)
+        crops = sorted(n for n in files if n.startswith("crop-"))
+        print(f"saved {len(files)} images in {folder}; re-score the crops with:\n  monitor score-images --model "
+              f"CHECKPOINT {' '.join(str(folder / n) for n in crops)}")
+    return EXIT_OK
 
 
 def _sinks(args) -> int:

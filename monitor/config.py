@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .alerts.sinks import SinkSettings, sink_names
 from .alerts.sinks.redis import RedisSettings
 from .errors import ConfigError
+from .evidence import EvidenceSettings
 from .faces.pipeline import FaceSettings
 from .model import COMPILE_MODES, PRECISIONS
 from .redact import redact, remember_secret, url_password
@@ -135,6 +136,7 @@ class MonitorConfig(Strict):
     window: WindowPolicy = WindowPolicy()
     verdict: VerdictPolicy = VerdictPolicy()
     alerts: AlertSettings = AlertSettings()
+    evidence: EvidenceSettings = EvidenceSettings()
     redis: DaemonRedis = DaemonRedis()
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()

@@ -20,6 +20,7 @@ from . import config as config_module
 from . import tls
 from .alerts import AlertPublisher, PublisherMetrics, Spool
 from .alerts.sinks import build_sinks
+from .alerts.store import AlertStore
 from .config import MonitorConfig, StreamConfig
 from .errors import ConfigError, MonitorError, RuntimeFailure
 from .health import Health, Watchdog
@@ -49,6 +50,7 @@ class Daemon:
         self.tasks = TaskSupervisor(on_fatal=self._fatal)
         self.local_redis = LocalRedis(config.redis.url) if config.redis.start_local else None
         self.publisher: AlertPublisher | None = None
+        self.store = AlertStore(config.redis)  # alerts and evidence read back, for the API and the console
         self.model: LoadedModel | None = None
         self.supervisor: StreamSupervisor | None = None
         self.whip: WhipEndpoint | None = None
@@ -165,6 +167,7 @@ class Daemon:
                 log.warning("undelivered alert events stay in the spool for the next start",
                             spool=self.config.alerts.spool_dir, pending={k: v for k, v in pending.items() if v})
             await self.publisher.close(flush_timeout=0)
+        await self.store.close()
         if self.local_redis is not None:
             self.local_redis.stop()
         log.info("stopped")
@@ -276,7 +279,7 @@ async def run(config: MonitorConfig, config_path: str | None) -> int:
     except BaseException:
         await _stop_after_failed_start(daemon)
         raise
-    print(f"monitor: watching {len(config.streams)} stream(s); HTTP on {daemon.url}; "
+    print(f"monitor: watching {len(config.streams)} stream(s); console {daemon.url}/ ; "
           f"alerts: monitor subscribe --redis {redact(config.redis.url)} --prefix {config.redis.prefix}", flush=True)
     await daemon.run_until_stopped()
     return 0

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from .alerts import AlertLifecycle, AlertPublisher, ModelTag
-from .contracts import Frame, Score
+from .contracts import FaceCrop, Frame, Score
+from .evidence import EvidenceSettings, TrackEvidence, frame_jpeg, jpeg
 from .faces.pipeline import FaceCropper, FaceSettings
 from .logs import get
 from .scoring import TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
@@ -22,6 +23,7 @@ log = get(__name__)
 class TrackState:
     window: TrackWindow
     lifecycle: AlertLifecycle
+    evidence: TrackEvidence | None = None
     verdict: VerdictState = field(default_factory=VerdictState)
     statistic: float | None = None
 
@@ -32,10 +34,13 @@ class StreamPipeline:
 
     def __init__(self, stream_id: str, cropper: FaceCropper, pool: InferencePool, publisher: AlertPublisher,
                  window: WindowPolicy, policy: VerdictPolicy, model: ModelTag, instance: str,
-                 update_interval_s: float, metrics, on_state: Callable[[dict, bool], None] | None = None):
+                 update_interval_s: float, metrics, on_state: Callable[[dict, bool], None] | None = None,
+                 evidence: EvidenceSettings | None = None):
         self.stream_id, self.cropper, self.pool, self.publisher = stream_id, cropper, pool, publisher
         self.window, self.policy, self.model, self.instance = window, policy, model, instance
         self.update_interval_s, self.metrics = update_interval_s, metrics
+        self.evidence = evidence or EvidenceSettings(enabled=False)
+        self._publishing = asyncio.Lock()  # one alert's events leave in the order they were made
         # The stream-state hash: the owner merges in the source's fields (state, fps) and writes it.
         self.on_state = on_state or (lambda state, force: publisher.set_stream_state(stream_id, state))
         # One thread per stream, always the same one: mediapipe's detector must not hop between threads.
@@ -88,7 +93,7 @@ class StreamPipeline:
         self._idle.clear()
         try:
             loop = asyncio.get_running_loop()
-            ended, result = await loop.run_in_executor(self.executor, self._crop, frame)
+            ended, result, encoded_crops = await loop.run_in_executor(self.executor, self._crop, frame)
         finally:
             self._busy = False
             self._idle.set()
@@ -96,26 +101,32 @@ class StreamPipeline:
             await self._end_track(track_id, "track_ended")
         for track_id, reason in result.skipped_tracks:
             self._track(track_id).window.skip(frame.captured_at, reason)
-        for crop in result.crops:
+        for crop, encoded in zip(result.crops, encoded_crops):
             self._track(crop.track_id)
-            task = asyncio.create_task(self._scored(self.pool.submit(crop)))
+            task = asyncio.create_task(self._scored(crop, encoded, frame.image, self.pool.submit(crop)))
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
         self._push_state()  # rate-limited: at most once a second
 
     def _crop(self, frame: Frame):
+        """On the stream's thread: detect, align, and (for the evidence) encode each crop as JPEG."""
         ended = self.cropper.tracker.expire(frame.captured_at)
-        return ended, self.cropper.process(frame)
+        result = self.cropper.process(frame)
+        quality = self.evidence.jpeg_quality
+        encoded = [jpeg(c.crop, quality) if self.evidence.enabled else b"" for c in result.crops]
+        return ended, result, encoded
 
     def _track(self, track_id: int) -> TrackState:
         if track_id not in self.tracks:
             self.tracks[track_id] = TrackState(
                 TrackWindow(self.window),
                 AlertLifecycle(self.stream_id, track_id, self.window, self.policy, self.model, self.instance,
-                               self.update_interval_s))
+                               self.update_interval_s),
+                TrackEvidence(self.evidence, self.window.seconds, self.window.max_crops)
+                if self.evidence.enabled else None)
         return self.tracks[track_id]
 
-    async def _scored(self, future: asyncio.Future) -> None:
+    async def _scored(self, crop: FaceCrop, encoded: bytes, image, future: asyncio.Future) -> None:
         try:
             score: Score = await future
         except Exception as e:  # a failed batch: nothing to add to the window
@@ -130,6 +141,8 @@ class StreamPipeline:
             track.window.skip(score.frame_time, score.dropped)
             return
         track.window.add(score.frame_time, score.p_fake)
+        if track.evidence is not None:
+            track.evidence.add(crop, score.p_fake, encoded, image)
         await self._evaluate(score.track_id, track, time.time())
 
     async def _evaluate(self, track_id: int, track: TrackState, now: float) -> None:
@@ -138,11 +151,14 @@ class StreamPipeline:
         track.verdict = step(track.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy)
         event = track.lifecycle.observe(track.verdict.verdict, stats, now)
         if event is not None:
-            await self._publish(event)
+            await self._publish(event, track)
         self._push_state()
 
-    async def _publish(self, event) -> None:
-        await self.publisher.publish(event)
+    async def _publish(self, event, track: TrackState) -> None:
+        async with self._publishing:
+            if track.evidence is not None:  # the evidence first: a subscriber that sees the event finds it
+                await self._publish_evidence(event, track.evidence)
+            await self.publisher.publish(event)
         data = event.to_dict()
         last_frame = data["times"].get("last_frame")
         if last_frame is not None:
@@ -150,13 +166,23 @@ class StreamPipeline:
         log.info("alert", stream_id=self.stream_id, alert_id=event.alert_id, type=event.type,
                  verdict=event.verdict, track_id=event.track_id)
 
+    async def _publish_evidence(self, event, evidence: TrackEvidence) -> None:
+        frame = b""
+        if (latest := evidence.latest()) is not None:  # encoded off the loop
+            frame = await asyncio.get_running_loop().run_in_executor(
+                None, frame_jpeg, *latest, self.evidence.frame_width, self.evidence.jpeg_quality)
+        record, index = evidence.record(event.to_dict(), self.publisher.evidence_key(event.alert_id),
+                                        self.model.sha256, frame)
+        event.evidence.update(index)
+        await self.publisher.publish(record)
+
     async def _end_track(self, track_id: int, reason: str) -> None:
         track = self.tracks.pop(track_id, None)
         if track is None:
             return
         event = track.lifecycle.end(reason, track.window.stats(time.time()))
         if event is not None:
-            await self._publish(event)
+            await self._publish(event, track)
         self._push_state(force=True)
 
     async def close(self, reason: str) -> None:
@@ -193,7 +219,8 @@ class StreamPipeline:
         statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
         return {"verdict": self.verdict, "score": max(statistics) if statistics else None,
                 "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
-                "last_frame_at": self.last_frame_at, "instance": self.instance}
+                "last_frame_at": self.last_frame_at, "instance": self.instance,
+                "track_scores": {str(t): s.statistic for t, s in self.tracks.items() if s.statistic is not None}}
 
     def _push_state(self, force: bool = False) -> None:
         now = time.time()

@@ -146,6 +146,7 @@ class StreamSupervisor:
             self.config = config
             outcome = {}
             for handle in list(self.handles.values()):
+                handle.pipeline.evidence = config.evidence  # for the tracks that start from now on
                 result = await self._change(handle, StreamPlan.of(handle.plan.config, config))
                 if faces_changed:
                     await handle.pipeline.update_faces(config.faces)
@@ -184,7 +185,7 @@ class StreamSupervisor:
         pipeline = StreamPipeline(
             stream_id, FaceCropper(self.config.faces, template=self.model.face_template), self.model.pool,
             self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
-            self.config.alerts.update_interval_s, self.metrics)
+            self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence)
         handle = StreamHandle(plan, origin, self._source(plan), pipeline)
         pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
         self.handles[stream_id] = handle

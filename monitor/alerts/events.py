@@ -22,6 +22,7 @@ class ModelTag:
     model_id: str
     precision: str
     untrained: bool = False
+    sha256: str | None = None  # the published checkpoint's, for evidence and reports
 
 
 @dataclass

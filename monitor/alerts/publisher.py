@@ -12,6 +12,7 @@ import time
 
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
+from ..evidence import is_evidence
 from .dispatcher import SinkDispatcher, SinkMetrics
 from .sinks import AlertSink, RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error
 from .spool import Spool
@@ -52,12 +53,17 @@ class AlertPublisher:
         self._update_spool_metrics()
 
     async def publish(self, event) -> None:
-        """Hand an event over: spooled durably now, delivered in order as soon as each sink takes it."""
+        """Hand an event (or an evidence record) over: spooled durably now, delivered in order as soon as each sink
+        takes it."""
         data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
-        data["times"] = dict(data.get("times") or {}, published_at=time.time())
+        if not is_evidence(data):
+            data["times"] = dict(data.get("times") or {}, published_at=time.time())
         self.spool.put(data)
         self._update_spool_metrics()
         self.dispatcher.wake()
+
+    def evidence_key(self, alert_id: str) -> str:
+        return self.settings.evidence_key(alert_id)
 
     def set_stream_state(self, stream_id: str, state: dict) -> None:
         self.redis.set_stream_state(stream_id, state)

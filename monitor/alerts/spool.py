@@ -6,8 +6,9 @@ survive an outage of any sink and a daemon restart, and each sink gets them in o
 that gives up on an event (rejected, or retried past its horizon) moves it to its own dead-letter file.
 
 Files: `events.jsonl` (one record a line: seq, spooled_at, event), `cursors.json` (sink -> last acknowledged
-seq), `dead-letter-<sink>.jsonl`. When full, the oldest `updated` events that a later event of the same
-alert supersedes are merged away first; only then is the oldest event dropped (logged and counted).
+seq), `dead-letter-<sink>.jsonl`. When full, the oldest `updated` events and evidence records that a
+later one of the same alert supersedes are merged away first; only then is the oldest event dropped (logged
+and counted).
 """
 
 from __future__ import annotations
@@ -153,12 +154,17 @@ class Spool:
             (self.folder / LEGACY_OFFSET).unlink(missing_ok=True)
 
     def _make_room(self) -> None:
-        latest_index = {r["event"].get("alert_id"): i for i, r in enumerate(self._records)}
+        latest_index, latest_evidence = {}, {}
+        for i, record in enumerate(self._records):
+            event = record["event"]
+            (latest_evidence if event.get("kind") == "evidence" else latest_index)[event.get("alert_id")] = i
         keep = []
         need = len(self._records) - self.max_events + 1
         for i, record in enumerate(self._records):
             event = record["event"]
-            if need and event.get("type") == "updated" and latest_index[event.get("alert_id")] > i:
+            superseded = (latest_evidence[event.get("alert_id")] > i if event.get("kind") == "evidence" else
+                          event.get("type") == "updated" and latest_index[event.get("alert_id")] > i)
+            if need and superseded:  # a later update or evidence of the same alert carries what this one did
                 need -= 1
                 self.merged += 1
                 continue

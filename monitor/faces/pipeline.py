@@ -63,7 +63,7 @@ class FaceCropper:
                 skipped_tracks.append((track_id, reason))
                 continue
             crops.append(FaceCrop(frame.stream_id, track_id, frame.seq, frame.captured_at, aligned.crop,
-                                  detection.score, aligned.interocular_px, aligned.residual))
+                                  detection.score, aligned.interocular_px, aligned.residual, detection.box))
         return CropResult(crops, skipped, skipped_tracks)
 
     def close(self) -> None:

@@ -55,6 +55,7 @@ class ModelInfo:
     face_template: str
     source_format: str
     untrained: bool = False
+    sha256: str | None = None  # of the published checkpoint it came from: what a report cites
 
 
 class Detector:
@@ -90,7 +91,7 @@ class Detector:
             raise CheckpointError(f"{fit}: Missing keys {result.missing_keys[:5]}; "
                                   f"unexpected keys {result.unexpected_keys[:5]}")
         info = ModelInfo(checkpoint.model_id, checkpoint.architecture, checkpoint.face_template,
-                         checkpoint.source_format)
+                         checkpoint.source_format, sha256=checkpoint.source_sha256)
         return cls(network, info, device=device, precision=precision)
 
     @classmethod

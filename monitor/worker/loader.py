@@ -82,5 +82,5 @@ async def load_model(model, worker, registry) -> LoadedModel:
                           cuda_graphs=worker.cuda_graphs, compile=worker.compile, cpu_threads=worker.cpu_threads)
     pool = InferencePool(detectors, config, WorkerMetrics(registry))
     await pool.start()  # warm-up: ready only after it
-    return LoadedModel(pool, ModelTag(first.info.model_id, first.precision, first.info.untrained),
+    return LoadedModel(pool, ModelTag(first.info.model_id, first.precision, first.info.untrained, first.info.sha256),
                        first.info.face_template)

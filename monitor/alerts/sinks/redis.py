@@ -21,6 +21,7 @@ from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArg
 from redis.retry import Retry
 
 from ...errors import ConfigError
+from ...evidence import decode_files, is_evidence, meta_json
 from ...logs import get
 from ...redact import redact
 from ...tasks import TaskSupervisor
@@ -33,6 +34,8 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'event', ARGV[3])
   redis.call('PUBLISH', ARGV[4], ARGV[3])
   redis.call('PUBLISH', ARGV[5], ARGV[3])
+  redis.call('HSET', KEYS[3], ARGV[6], ARGV[3])
+  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
   return id
 end
 return false
@@ -50,6 +53,8 @@ class RedisSettings(BaseModel):
     heartbeat_ttl_s: float = Field(30.0, gt=0, description="TTL of this instance's heartbeat key")
     timeout_s: float = Field(2.0, gt=0, description="timeout of every Redis call")
     dedupe_ttl_s: int = Field(86_400, ge=60, description="how long delivered event ids are remembered")
+    alert_ttl_s: int = Field(7 * 86_400, ge=60, description="how long each alert's events are kept by alert id "
+                             "(for /alerts/<id> and reports; the durable log is capped by events_maxlen)")
 
     def channel(self, stream_id: str | None = None) -> str:
         return f"{self.prefix}:alerts" + (f":{stream_id}" if stream_id else "")
@@ -66,6 +71,13 @@ class RedisSettings(BaseModel):
 
     def delivered_key(self, event_id: str) -> str:
         return f"{self.prefix}:delivered:{event_id}"
+
+    def alert_key(self, alert_id: str) -> str:
+        """A hash of one alert's events, field `seq:<n>` each."""
+        return f"{self.prefix}:alert:{alert_id}"
+
+    def evidence_key(self, alert_id: str) -> str:
+        return f"{self.prefix}:evidence:{alert_id}"
 
     @property
     def test_channel(self) -> str:
@@ -137,20 +149,27 @@ class RedisSink:
         self.tasks.spawn("redis-heartbeat", self._heartbeat_forever)
 
     async def deliver(self, events: list[dict]) -> None:
+        """Alert events (Lua: once each) and evidence records (the hash replaced whole, with its TTL), in order."""
         s = self.settings
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for event in events:
+                    if is_evidence(event):
+                        pipe.delete(event["key"])
+                        pipe.hset(event["key"], mapping={"meta": meta_json(event), **decode_files(event)})
+                        pipe.expire(event["key"], max(1, int(event["ttl_s"])))
+                        continue
                     await self._deliver(
-                        keys=[s.delivered_key(event["event_id"]), s.events_key],
+                        keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(event["alert_id"])],
                         args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(event, separators=(",", ":")),
-                              s.channel(), s.channel(event["stream_id"])], client=pipe)
+                              s.channel(), s.channel(event["stream_id"]), f"seq:{event.get('seq', 0)}",
+                              s.alert_ttl_s], client=pipe)
                 await pipe.execute()
         except OUTAGES as e:
             self._mark_down(e)
             raise SinkRetry(describe_error(e, s.url)) from None
         self._mark_up()
-        self.metrics.delivered.inc(len(events))
+        self.metrics.delivered.inc(sum(1 for e in events if not is_evidence(e)))
 
     async def test(self, event: dict) -> str:
         """PING, then PUBLISH the event on `<prefix>:sinks:test` (not the alert channels, not the durable log)."""

@@ -80,7 +80,8 @@ class WebhookSink:
 
     def wants(self, event: dict) -> bool:
         s = self.settings
-        return ((s.streams is None or event.get("stream_id") in s.streams)
+        return (event.get("kind") != "evidence"  # crops and frames stay in Redis; the event carries their key
+                and (s.streams is None or event.get("stream_id") in s.streams)
                 and (s.verdicts is None or event.get("peak_verdict") in s.verdicts))
 
     async def start(self) -> None:
