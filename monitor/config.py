@@ -22,6 +22,7 @@ from .alerts.sinks.redis import RedisSettings
 from .errors import ConfigError
 from .evidence import EvidenceSettings
 from .faces.pipeline import FaceSettings
+from .faces.quality import QualitySettings
 from .model import COMPILE_MODES, PRECISIONS
 from .redact import redact, remember_secret, url_password
 from .scoring import VerdictPolicy, WindowPolicy
@@ -133,6 +134,7 @@ class MonitorConfig(Strict):
     worker: WorkerSettings = WorkerSettings()
     sampling: SourceSettings = SourceSettings()
     faces: FaceSettings = FaceSettings()
+    quality: QualitySettings = QualitySettings()
     window: WindowPolicy = WindowPolicy()
     verdict: VerdictPolicy = VerdictPolicy()
     alerts: AlertSettings = AlertSettings()

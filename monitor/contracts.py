@@ -37,9 +37,12 @@ class FaceCrop:
     interocular_px: float = 0.0  # eye distance in the source frame
     alignment_residual: float = 0.0  # RMS landmark error of the similarity fit, in crop pixels
     box: tuple[float, float, float, float] | None = None  # the face in the source frame: x, y, width, height
+    features: dict | None = None  # quality features (monitor.faces.quality), measured when cropped
 
     def quality(self) -> dict:
-        """What the evidence and the records keep about the crop's quality."""
+        """What the evidence and the score records keep about the crop's quality."""
+        if self.features is not None:
+            return self.features
         return {"confidence": round(self.confidence, 4), "interocular_px": round(self.interocular_px, 1),
                 "residual_px": round(self.alignment_residual, 2)}
 

@@ -12,8 +12,9 @@ from .alerts import AlertLifecycle, AlertPublisher, ModelTag
 from .contracts import FaceCrop, Frame, Score
 from .evidence import EvidenceSettings, TrackEvidence, frame_jpeg, jpeg
 from .faces.pipeline import FaceCropper, FaceSettings
+from .faces.quality import QualitySettings
 from .logs import get
-from .scoring import TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
+from .scoring import INSUFFICIENT, TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
 from .worker import InferencePool
 
 log = get(__name__)
@@ -26,6 +27,7 @@ class TrackState:
     evidence: TrackEvidence | None = None
     verdict: VerdictState = field(default_factory=VerdictState)
     statistic: float | None = None
+    abstain_reason: str | None = None  # why the monitor cannot judge this face (insufficient_evidence)
 
 
 class StreamPipeline:
@@ -69,12 +71,12 @@ class StreamPipeline:
             track.lifecycle.window, track.lifecycle.policy = window, policy
             track.lifecycle.update_interval_s = update_interval_s
 
-    async def update_faces(self, settings: FaceSettings) -> None:
-        """New face settings (a reload): a new cropper on the stream's own thread, keeping the tracker (and so
-        every track id)."""
+    async def update_faces(self, settings: FaceSettings, quality: QualitySettings) -> None:
+        """New face or quality settings (a reload): a new cropper on the stream's own thread, keeping the tracker
+        (and so every track id)."""
         def swap():
             old = self.cropper
-            self.cropper = FaceCropper(settings, template=old.template, tracker=old.tracker)
+            self.cropper = FaceCropper(settings, template=old.template, tracker=old.tracker, quality=quality)
             old.close()
 
         await asyncio.get_running_loop().run_in_executor(self.executor, swap)
@@ -100,7 +102,9 @@ class StreamPipeline:
         for track_id in ended:
             await self._end_track(track_id, "track_ended")
         for track_id, reason in result.skipped_tracks:
-            self._track(track_id).window.skip(frame.captured_at, reason)
+            track = self._track(track_id)
+            track.window.skip(frame.captured_at, reason)
+            await self._evaluate(track_id, track, time.time())  # a face the monitor cannot judge: it abstains
         for crop, encoded in zip(result.crops, encoded_crops):
             self._track(crop.track_id)
             task = asyncio.create_task(self._scored(crop, encoded, frame.image, self.pool.submit(crop)))
@@ -148,7 +152,9 @@ class StreamPipeline:
     async def _evaluate(self, track_id: int, track: TrackState, now: float) -> None:
         stats = track.window.stats(now)
         track.statistic = stats.value
-        track.verdict = step(track.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy)
+        track.verdict = step(track.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy,
+                             faces_seen=bool(stats.skipped))
+        track.abstain_reason = stats.abstain_reason if track.verdict.verdict == INSUFFICIENT else None
         event = track.lifecycle.observe(track.verdict.verdict, stats, now)
         if event is not None:
             await self._publish(event, track)
@@ -210,16 +216,26 @@ class StreamPipeline:
         return {
             "verdict": self.verdict, "frames_in": self.frames_in, "crops_scored": self.crops_scored,
             "tracks": {str(t): {"verdict": s.verdict.verdict, "statistic": s.statistic,
-                                "alert_id": s.lifecycle.alert_id} for t, s in self.tracks.items()},
+                                "alert_id": s.lifecycle.alert_id, "abstain_reason": s.abstain_reason}
+                       for t, s in self.tracks.items()},
+            "abstain_reason": self.abstain_reason,
             "last_frame_at": self.last_frame_at,
         }
+
+    @property
+    def abstain_reason(self) -> str | None:
+        """When the stream's verdict is insufficient_evidence: the commonest reason among its tracks."""
+        if self.verdict != INSUFFICIENT:
+            return None
+        reasons = [t.abstain_reason for t in self.tracks.values() if t.abstain_reason]
+        return max(set(reasons), key=reasons.count) if reasons else None
 
     def state(self) -> dict:
         """This pipeline's fields of the stream-state hash."""
         statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
         return {"verdict": self.verdict, "score": max(statistics) if statistics else None,
                 "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
-                "last_frame_at": self.last_frame_at, "instance": self.instance,
+                "last_frame_at": self.last_frame_at, "instance": self.instance, "abstain_reason": self.abstain_reason,
                 "track_scores": {str(t): s.statistic for t, s in self.tracks.items() if s.statistic is not None}}
 
     def _push_state(self, force: bool = False) -> None:

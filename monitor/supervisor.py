@@ -142,14 +142,14 @@ class StreamSupervisor:
     async def reconfigure(self, config: MonitorConfig) -> dict[str, str]:
         """New sections (a reload): every stream's effective settings are worked out again and applied."""
         async with self._lock:
-            faces_changed = config.faces != self.config.faces
+            faces_changed = (config.faces, config.quality) != (self.config.faces, self.config.quality)
             self.config = config
             outcome = {}
             for handle in list(self.handles.values()):
                 handle.pipeline.evidence = config.evidence  # for the tracks that start from now on
                 result = await self._change(handle, StreamPlan.of(handle.plan.config, config))
                 if faces_changed:
-                    await handle.pipeline.update_faces(config.faces)
+                    await handle.pipeline.update_faces(config.faces, config.quality)
                     result = "updated" if result == "unchanged" else result
                 outcome[handle.stream_id] = result
             return outcome
@@ -183,7 +183,8 @@ class StreamSupervisor:
     async def _add(self, plan: StreamPlan, origin: str) -> StreamHandle:
         stream_id = plan.config.id
         pipeline = StreamPipeline(
-            stream_id, FaceCropper(self.config.faces, template=self.model.face_template), self.model.pool,
+            stream_id, FaceCropper(self.config.faces, template=self.model.face_template, quality=self.config.quality),
+            self.model.pool,
             self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
             self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence)
         handle = StreamHandle(plan, origin, self._source(plan), pipeline)

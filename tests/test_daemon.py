@@ -194,9 +194,9 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
                     "deepfake_alert_spool_events", "deepfake_stream_frames_dropped"} <= names
             metrics_text = text
             streams_text = (await http("GET", base + "/streams", SECRETS["api"]))[1]
-            redis_text = json.dumps({key: client.hgetall(key) if client.type(key) == "hash" else client.get(key)
-                                     for key in client.scan_iter("deepfake:*")
-                                     if client.type(key) in ("hash", "string")})
+            raw = redis.Redis.from_url(redis_server.url)  # evidence hashes hold JPEG bytes: read raw, show as text
+            redis_text = repr({key: raw.hgetall(key) if raw.type(key) == b"hash" else raw.get(key)
+                               for key in raw.scan_iter("deepfake:*") if raw.type(key) in (b"hash", b"string")})
         finally:
             await publisher.close()
             stop_started = time.monotonic()

@@ -88,3 +88,19 @@ async def test_a_session_end_closes_its_alerts_and_a_new_session_starts_new_trac
     await feed(pipeline, images[20:])
     assert pipeline.tracks and not set(pipeline.tracks) & first_tracks
     await pipeline.shutdown("shutdown")
+
+
+async def test_a_stream_of_faces_too_small_to_judge_abstains_and_never_alerts(parts, face_paths):
+    config, model, publisher, client = parts
+    pipeline = pipeline_for(config, model, publisher)  # suspicious = 0.01: any scored face would alert
+    images = list(face_frames(load_crops(face_paths[::8]), 24, size=(640, 480), face_px=36))
+    await feed(pipeline, images)
+    status = pipeline.status()
+    pipeline._push_state(force=True)
+    assert await publisher.flush(5)
+    state = client.hgetall("deepfake:stream:cam")
+    await pipeline.shutdown("shutdown")
+    print(f"verdict {status['verdict']}, abstain_reason {status['abstain_reason']}, tracks {status['tracks']}")
+    assert status["verdict"] == "insufficient_evidence" and status["abstain_reason"] == "too_small"
+    assert state["verdict"] == "insufficient_evidence" and state["abstain_reason"] == "too_small"
+    assert status["crops_scored"] == 0 and client.xlen("deepfake:events") == 0

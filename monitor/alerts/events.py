@@ -110,7 +110,8 @@ class AlertLifecycle:
             window={"seconds": self.window.seconds, "max_crops": self.window.max_crops,
                     "min_crops": self.window.min_crops},
             evidence={"crops_scored": stats.crops, "crops_skipped": dict(stats.skipped),
-                      "window_span_s": round(stats.span_s, 3)},
+                      "window_span_s": round(stats.span_s, 3), "abstain_reason":
+                      stats.abstain_reason if stats.crops < self.window.min_crops else None},
             model={"id": self.model.model_id, "precision": self.model.precision, "untrained": self.model.untrained},
             times={"first_frame": stats.first_frame, "last_frame": stats.last_frame, "scored_at": now,
                    "opened_at": self._opened_at, "published_at": None},

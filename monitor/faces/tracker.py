@@ -27,10 +27,14 @@ class Track:
 
 class FaceTracker:
     """Greedy matching, best pairs first: IoU >= `min_iou`, or centres closer than `max_centre_shift` box
-    sizes. Tracks unseen for `max_absence_s` end (and are reported by `expire`)."""
+    sizes plus `max_speed` box sizes per second since the track was last seen (so that sparse sampling, a
+    frame every 2 s, does not split one moving face into many tracks). Tracks unseen for `max_absence_s` end
+    (and are reported by `expire`)."""
 
-    def __init__(self, max_absence_s: float = 2.0, min_iou: float = 0.2, max_centre_shift: float = 0.6):
+    def __init__(self, max_absence_s: float = 2.0, min_iou: float = 0.2, max_centre_shift: float = 0.6,
+                 max_speed: float = 2.0):
         self.max_absence_s, self.min_iou, self.max_centre_shift = max_absence_s, min_iou, max_centre_shift
+        self.max_speed = max_speed
         self.tracks: dict[int, Track] = {}
         self._next_id = 1
 
@@ -42,7 +46,8 @@ class FaceTracker:
             for track in self.tracks.values():
                 overlap = iou(box, track.box)
                 shift = _centre_distance(box, track.box) / max(1.0, np.sqrt(track.box[2] * track.box[3]))
-                if overlap >= self.min_iou or shift <= self.max_centre_shift:
+                reach = self.max_centre_shift + self.max_speed * max(0.0, now - track.last_seen)
+                if overlap >= self.min_iou or shift <= reach:
                     candidates.append((overlap - shift, i, track.track_id))
         assigned: dict[int, int] = {}
         used: set[int] = set()

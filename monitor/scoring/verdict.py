@@ -69,13 +69,15 @@ class VerdictState:
     below_since: float | None = None  # when the statistic fell below the exit bar of the current level
 
 
-def step(state: VerdictState, statistic: float | None, enough: bool, now: float, policy: VerdictPolicy) -> VerdictState:
-    """One evaluation. `statistic` is the window statistic (None: no crops), `enough` whether the window
-    holds the minimum number of crops."""
+def step(state: VerdictState, statistic: float | None, enough: bool, now: float, policy: VerdictPolicy,
+         faces_seen: bool = False) -> VerdictState:
+    """One evaluation. `statistic` is the window statistic (None: no crops scored), `enough` whether the window
+    holds the minimum number of crops, `faces_seen` whether faces were seen but skipped (the monitor abstains:
+    insufficient evidence, not no face)."""
     if statistic is None or not enough:
         if state.verdict in ALERTING:  # a gap in evidence does not end an alert; recovery or the track's end does
             return state
-        return VerdictState(NO_FACE if statistic is None else INSUFFICIENT)
+        return VerdictState(NO_FACE if statistic is None and not faces_seen else INSUFFICIENT)
 
     sus = state.suspicious_run.extend(statistic >= policy.suspicious, now)
     man = state.manipulated_run.extend(statistic >= policy.manipulated, now)

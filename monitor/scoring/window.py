@@ -31,6 +31,11 @@ class WindowStats:
     def span_s(self) -> float:
         return (self.last_frame - self.first_frame) if self.crops else 0.0
 
+    @property
+    def abstain_reason(self) -> str | None:
+        """The commonest reason crops of the window were skipped (why the monitor cannot judge), or None."""
+        return max(self.skipped, key=self.skipped.get) if self.skipped else None
+
 
 class TrackWindow:
     def __init__(self, policy: WindowPolicy):

@@ -28,7 +28,8 @@ def test_episode_opened_updated_closed_with_one_id():
     assert closed.close_reason == "recovered" and closed.peak_verdict == MANIPULATED
     doc = json.loads(opened.to_json())
     assert doc["schema"] == SCHEMA
-    assert doc["evidence"] == {"crops_scored": 12, "crops_skipped": {"low_quality": 2}, "window_span_s": 4.5}
+    assert doc["evidence"] == {"crops_scored": 12, "crops_skipped": {"low_quality": 2}, "window_span_s": 4.5,
+                               "abstain_reason": None}
     assert doc["thresholds"]["suspicious"] == 0.9 and doc["model"] == {"id": "m@abc", "precision": "fp32",
                                                                        "untrained": False}
     assert doc["times"]["first_frame"] == 100.0 and doc["times"]["last_frame"] == 104.5
