@@ -3,8 +3,11 @@
 
 Measures ms per frame for detection + alignment at 640x480 and 1280x720 with one and three faces, the
 share of detect + align in a loop that also decodes (PyAV, H.264) and scores the crops (tiny model), and
-the re-alignment error on the sample crops (median point error in px at 256). Last line:
-`RESULT detect_align_ms_480p=... detect_align_ms_720p=... realign_median_px=...` (one face).
+the re-alignment error on the sample crops (median point error in px at 256), the cost of the per-crop
+quality features (monitor.faces.quality: sharpness, blockiness, exposure, pose) and the speed of the
+calibration replay (authentic tracks through the daemon's window, verdict and alert code). Last line:
+`RESULT detect_align_ms_480p=... detect_align_ms_720p=... realign_median_px=... quality_ms_per_crop=...
+calibrate_tracks_per_s=...` (one face).
 
   python bench/faces.py --quick
 """
@@ -30,11 +33,42 @@ import numpy as np
 from PIL import Image
 
 from monitor.contracts import Frame
+from monitor.faces.align import align
 from monitor.faces.pipeline import FaceCropper, FaceSettings
+from monitor.faces.quality import features
 from monitor.model import Architecture, Detector
+from monitor.scoring import VerdictPolicy, WindowPolicy
+from monitor.scoring.budget import read_recording
+from monitor.scoring.replay import count
 from tests.support.faces import face_paths, load_crops
 from tests.support.media import face_frames, write_mp4
 from tests.support.realign import realign_errors
+from tests.support.traces import TraceSpec
+from tests.support.traces import write as write_traces
+
+
+def quality_ms(cropper: FaceCropper, frames: list[np.ndarray]) -> float:
+    """Per crop: the quality features alone, on detections and alignments made beforehand."""
+    inputs = []
+    for image in frames:
+        for d in cropper.detector.detect(image):
+            aligned = align(image, d.keypoints, cropper.template)
+            inputs.append((image, aligned.crop, d.box, d.keypoints, d.score, aligned.interocular_px, aligned.residual))
+    start = time.perf_counter()
+    for args in inputs:
+        features(*args)
+    return (time.perf_counter() - start) / len(inputs) * 1e3
+
+
+def calibrate_tracks_per_s(hours: float) -> tuple[float, int]:
+    """Authentic tracks replayed per second at one threshold (a calibration replays them at ~20)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "scores.csv"
+        write_traces(path, TraceSpec(hours=hours, track_s=120))
+        tracks = read_recording(path).real
+    start = time.perf_counter()
+    count(tracks, WindowPolicy(), VerdictPolicy(suspicious=0.3, manipulated=0.9))
+    return len(tracks) / (time.perf_counter() - start), len(tracks)
 
 
 def frames_with_faces(crops, size, faces, n):
@@ -92,12 +126,18 @@ def main() -> None:
     print(f"720p loop per frame: decode {decode_s / n * 1e3:.1f} ms, detect+align {faces_s / n * 1e3:.1f} ms, "
           f"score (tiny, CPU) {score_s / n * 1e3:.1f} ms; detect+align share {faces_s / total:.0%}")
     errors = np.array(realign_errors(cropper.detector, crops, trials=16 if args.quick else 64))
+    quality = quality_ms(cropper, frames_with_faces(crops, (1280, 720), 3, 10 if args.quick else 40))
+    print(f"quality features: {quality:.3f} ms per crop (720p frames)")
     cropper.close()
     median = float(np.nanmedian(errors))
     print(f"re-alignment on all sample crops: median point error {median:.2f} px")
+    replay_rate, tracks = calibrate_tracks_per_s(5 if args.quick else 50)
+    print(f"calibration replay: {replay_rate:.0f} tracks/s ({tracks} tracks of 120 s at 2 fps, "
+          f"{replay_rate * 240:.0f} crops/s)")
     print(f"RESULT detect_align_ms_480p={results[(480, 1)]:.2f} detect_align_ms_720p={results[(720, 1)]:.2f} "
           f"realign_median_px={median:.2f} detect_align_ms_720p_3faces={results[(720, 3)]:.2f} "
-          f"detect_align_share_720p={faces_s / total:.3f}")
+          f"detect_align_share_720p={faces_s / total:.3f} quality_ms_per_crop={quality:.3f} "
+          f"calibrate_tracks_per_s={replay_rate:.0f}")
 
 
 if __name__ == "__main__":

@@ -131,17 +131,57 @@ def build_parser() -> argparse.ArgumentParser:
     subscribe.add_argument("--timeout", type=float, default=None, metavar="S", help="exit after S seconds")
 
     calibrate = commands.add_parser(
-        "calibrate", help="thresholds for a target false-positive rate from authentic footage",
-        description="Compute verdict thresholds from scores of AUTHENTIC footage: the windows the daemon would "
-                    "form (--window-crops consecutive crops, --statistic) and the smallest threshold that at most "
-                    "--fpr of them reach. Input: a CSV with a p_fake column, optionally video/path or "
-                    "stream_id+track_id (grouping), index/frame_time (order) and label (only `real` rows used).")
+        "calibrate", help="verdict thresholds for a false-alert budget, from recorded authentic footage",
+        description="Compute [verdict] thresholds from scores of AUTHENTIC footage. With --false-alerts-per-hour "
+                    "(the operator's budget), every authentic track of SCORES.csv (from `monitor record export`) is "
+                    "replayed through the daemon's own window, verdict and alert code at candidate thresholds; "
+                    "`suspicious` is the lowest whose false alerts keep the one-sided 95 %% Poisson upper bound "
+                    "within the budget, `manipulated` the same at a tenth of it. Exit 1 when the recorded hours "
+                    "are too few to show the budget (the message says how many are needed). With --fpr (the "
+                    "older mode): the smallest window threshold that at most that share of authentic windows "
+                    "reach (any CSV with a p_fake column). Prints TOML to paste into the config.",
+        epilog="Rows labelled fake (export --label fake) are not calibrated on: they measure how many fake "
+               "tracks the thresholds catch and how fast.")
     calibrate.add_argument("scores", metavar="SCORES.csv")
-    calibrate.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate per window (default 0.01)")
-    calibrate.add_argument("--window-crops", type=int, default=32, metavar="N", help="crops per window (default 32)")
-    calibrate.add_argument("--statistic", choices=("mean", "median"), default="mean")
-    calibrate.add_argument("--min-crops", type=int, default=4, metavar="N", help="fewest crops for a window (default 4)")
+    mode = calibrate.add_mutually_exclusive_group()
+    mode.add_argument("--false-alerts-per-hour", type=float, default=None, metavar="X",
+                      help="budget of false alerts per stream-hour (e.g. 0.01: one per 100 stream-hours)")
+    mode.add_argument("--fpr", type=float, default=None,
+                      help="target false-positive rate per window (default mode, 0.01)")
+    calibrate.add_argument("--config", default=None, metavar="FILE",
+                           help="take [window], [verdict] (and each stream's overrides) from this config; "
+                                "default: the built-in defaults")
+    calibrate.add_argument("--per-stream", action="store_true",
+                           help="also thresholds per stream, for [[streams]] overrides (budget mode)")
+    calibrate.add_argument("--window-crops", type=int, default=32, metavar="N",
+                           help="--fpr mode: crops per window (default 32)")
+    calibrate.add_argument("--statistic", choices=("mean", "median"), default="mean", help="--fpr mode")
+    calibrate.add_argument("--min-crops", type=int, default=4, metavar="N",
+                           help="--fpr mode: fewest crops for a window (default 4)")
     calibrate.add_argument("--json", action="store_true", help="print one JSON object")
+
+    record = commands.add_parser("record", help="the daemon's recorded scores ([record])",
+                                 description="Work with the scores the daemon records for calibration ([record]).")
+    record_commands = record.add_subparsers(dest="record_command", metavar="ACTION", required=True)
+    export = record_commands.add_parser(
+        "export", help="write recorded scores to the CSV that `monitor calibrate` reads",
+        description="Write the score records of <prefix>:scores (one per scored crop of the streams with "
+                    "`record = true`) to a CSV, selected by stream and frame time, each row labelled: `real` for "
+                    "footage you know is authentic (what calibration needs), `fake` for a known manipulated "
+                    "session (to measure detection). --append adds to an earlier export, so one CSV can hold "
+                    "several labelled periods. Times: seconds since the epoch or ISO 8601 (no zone: local time).",
+        epilog="Exit codes: 0 written, 2 bad arguments, 3 Redis unreachable.")
+    export.add_argument("--redis", default=os.environ.get("MONITOR_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                        metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
+    export.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    export.add_argument("--stream", action="append", default=None, metavar="ID",
+                        help="only this stream (repeat for several; default all)")
+    export.add_argument("--since", default=None, metavar="TIME", help="frames at or after this time")
+    export.add_argument("--until", default=None, metavar="TIME", help="frames before this time")
+    export.add_argument("--label", required=True, choices=("real", "fake"),
+                        help="what the selected footage is: real (authentic) or fake (manipulated)")
+    export.add_argument("--out", required=True, metavar="SCORES.csv")
+    export.add_argument("--append", action="store_true", help="add to SCORES.csv instead of replacing it")
 
     run = commands.add_parser(
         "run", help="run the daemon",
@@ -196,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"model": _model, "score-images": _score_images, "demo": _demo, "run": _run,
                "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
-               "calibrate": _calibrate, "sinks": _sinks, "report": _report}[args.command]
+               "calibrate": _calibrate, "sinks": _sinks, "report": _report,
+               "record": _record}[args.command]
     try:
         return handler(args)
     except MonitorError as e:  # the one place errors become exit codes
@@ -428,11 +469,14 @@ def _subscribe(args) -> int:
 
 
 def _calibrate(args) -> int:
+    if args.false_alerts_per_hour is not None:
+        return _calibrate_budget(args)
     from .scoring.calibrate import calibrate
 
     if args.window_crops < 1 or args.min_crops < 1:
         return _fail("--window-crops and --min-crops must be at least 1")
-    result = calibrate(args.scores, args.fpr, args.window_crops, args.statistic, args.min_crops)
+    result = calibrate(args.scores, 0.01 if args.fpr is None else args.fpr, args.window_crops, args.statistic,
+                       args.min_crops)
     if args.json:
         print(json.dumps(result.__dict__))
         return EXIT_OK
@@ -442,6 +486,71 @@ def _calibrate(args) -> int:
     print("[verdict]")
     print(f"suspicious = {result.threshold:.4f}")
     print(f"manipulated = {result.strict_threshold:.4f}  # at fpr {result.fpr / 10:g}")
+    return EXIT_OK
+
+
+def _calibrate_budget(args) -> int:
+    from .config import MonitorConfig, load
+    from .scoring.budget import CalibrationError, calibrate_budget, read_recording
+
+    if not args.false_alerts_per_hour > 0:
+        return _fail("--false-alerts-per-hour must be above 0")
+    config = load(args.config) if args.config else MonitorConfig()
+    recording = read_recording(args.scores)
+    if sys.stderr.isatty():  # a long calibration says what it is working on
+        crops = sum(len(t.samples) for t in recording.real)
+        print(f"replaying {len(recording.real)} authentic tracks ({crops} crops, {recording.total_hours:.1f} "
+              f"stream-hours) and {len(recording.fake)} fake ones...", file=sys.stderr)
+    result = calibrate_budget(recording, args.false_alerts_per_hour, config.window, config.verdict)
+    per_stream, failures = {}, {}
+    if args.per_stream:
+        configured = {s.id: s for s in config.streams}
+        for stream in sorted(recording.hours):
+            _, window, verdict = (config.stream_settings(configured[stream]) if stream in configured
+                                  else (None, config.window, config.verdict))
+            try:
+                per_stream[stream] = calibrate_budget(recording.only(stream), args.false_alerts_per_hour, window,
+                                                      verdict)
+            except CalibrationError as e:
+                failures[stream] = str(e)
+    if args.json:
+        print(json.dumps({**result.as_dict(), "streams": {k: v.as_dict() for k, v in per_stream.items()},
+                          "not_calibrated": failures}))
+    else:
+        print(result.toml())
+        for stream, calibration in per_stream.items():
+            print(calibration.stream_toml(stream))
+        for stream, reason in failures.items():
+            print(f"\n# stream {stream}: not calibrated: {reason}")
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def _record(args) -> int:
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from .alerts.sinks.redis import RedisSettings
+    from .recording import export, parse_time, progress_printer
+
+    try:
+        settings = RedisSettings(url=args.redis, prefix=args.prefix)
+    except ValidationError as e:
+        return _fail(f"invalid Redis settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}")
+    since = parse_time(args.since) if args.since else None
+    until = parse_time(args.until) if args.until else None
+    if since is not None and until is not None and until <= since:
+        return _fail("--until must be after --since")
+    try:
+        summary = asyncio.run(export(settings, args.out, args.label, args.stream, since, until, args.append,
+                                     progress_printer()))
+    except ValueError as e:  # e.g. a malformed URL
+        return _fail(f"invalid Redis URL {args.redis}: {e}")
+    except OSError as e:
+        return _fail(f"{args.out}: {e.strerror or e}")
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(summary.describe(args.out, args.label))
     return EXIT_OK
 
 

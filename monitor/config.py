@@ -68,6 +68,21 @@ class AlertSettings(Strict):
     spool_max_events: int = Field(10000, ge=1)
 
 
+class RecordSettings(Strict):
+    enabled: bool = Field(False, description="record every scored crop of the streams that opt in (`record = true`)")
+    maxlen: int = Field(1_000_000, ge=1000, description="approximate cap of <prefix>:scores")
+
+
+class DriftSettings(Strict):
+    enabled: bool = Field(False, description="watch each stream's authentic scores for drift from its baseline")
+    baseline: float | None = Field(None, ge=0, le=1, description="median p_fake of authentic footage at calibration "
+                                   "(`monitor calibrate` prints it); a stream's `drift_baseline` wins")
+    threshold: float = Field(0.1, gt=0, lt=1, description="a median further than this from the baseline is drift")
+    window_h: float = Field(24.0, gt=0, description="hours of authentic scores the rolling median covers")
+    min_crops: int = Field(200, ge=10, description="fewest crops in the window before judging")
+    check_every_s: float = Field(60.0, gt=0, description="how often the median is compared")
+
+
 class DaemonRedis(RedisSettings):
     start_local: bool = Field(False, description="start a local redis-server for this process (demo)")
 
@@ -118,6 +133,8 @@ class StreamConfig(Strict):
     url: str = Field(..., min_length=1, description="rtsp://..., rtmp://..., http(s)://... (HLS), whep+https://... "
                      "(WHEP pull), a file path, or `whip` (published by WHIP)")
     token: str | None = Field(None, description="bearer token of a WHEP pull (by reference: ${credential:NAME})")
+    record: bool = Field(False, description="record this stream's scores when [record] enabled (for calibration)")
+    drift_baseline: float | None = Field(None, ge=0, le=1, description="this stream's drift baseline ([drift])")
     sampling: dict[str, Any] = Field(default_factory=dict, description="overrides of [sampling]")
     window: dict[str, Any] = Field(default_factory=dict, description="overrides of [window]")
     verdict: dict[str, Any] = Field(default_factory=dict, description="overrides of [verdict]")
@@ -139,6 +156,8 @@ class MonitorConfig(Strict):
     verdict: VerdictPolicy = VerdictPolicy()
     alerts: AlertSettings = AlertSettings()
     evidence: EvidenceSettings = EvidenceSettings()
+    record: RecordSettings = RecordSettings()
+    drift: DriftSettings = DriftSettings()
     redis: DaemonRedis = DaemonRedis()
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()

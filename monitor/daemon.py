@@ -73,6 +73,7 @@ class Daemon:
         sinks = build_sinks(cfg.sinks)
         self.publisher = AlertPublisher(cfg.redis, open_spool(cfg, ["redis", *(s.name for s in sinks)]), cfg.instance,
                                         PublisherMetrics(self.registry), sinks)
+        self.publisher.redis.record_maxlen = cfg.record.maxlen
         self.health.publisher = self.publisher
         await self.publisher.start()  # a wrong password is fatal; an outage is not (the spool holds events)
         self.health.passed("redis_or_spool")
@@ -216,6 +217,7 @@ class Daemon:
             configure(running.logging.level, running.logging.format)
         self.whip.update(running.whip)
         self.publisher.spool.max_events = running.alerts.spool_max_events
+        self.publisher.redis.record_maxlen = running.record.maxlen
         await self.supervisor.reconfigure(running)
         outcome = await self.supervisor.apply({s.id: s for s in running.streams}, FILE)
         changed = {k: v for k, v in outcome.items() if v != "unchanged"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 60.0)
@@ -16,6 +16,8 @@ class DaemonMetrics:
                                       "detection of the previous one was still running", ["stream"], registry=registry)
         self.frame_to_alert = Histogram("deepfake_frame_to_alert_seconds", "From the newest frame in the window to "
                                         "the alert event's publication", buckets=LATENCY_BUCKETS, registry=registry)
+        self.score_drift = Gauge("deepfake_stream_score_drift", "Median p_fake of authentic footage minus the "
+                                 "calibrated baseline, over [drift] window_h", ["stream"], registry=registry)
 
 
 class StreamCollector:

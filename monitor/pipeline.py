@@ -14,7 +14,8 @@ from .evidence import EvidenceSettings, TrackEvidence, frame_jpeg, jpeg
 from .faces.pipeline import FaceCropper, FaceSettings
 from .faces.quality import QualitySettings
 from .logs import get
-from .scoring import INSUFFICIENT, TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
+from .scoring import AUTHENTIC, INSUFFICIENT, TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
+from .scoring.drift import DriftTracker
 from .worker import InferencePool
 
 log = get(__name__)
@@ -37,11 +38,13 @@ class StreamPipeline:
     def __init__(self, stream_id: str, cropper: FaceCropper, pool: InferencePool, publisher: AlertPublisher,
                  window: WindowPolicy, policy: VerdictPolicy, model: ModelTag, instance: str,
                  update_interval_s: float, metrics, on_state: Callable[[dict, bool], None] | None = None,
-                 evidence: EvidenceSettings | None = None):
+                 evidence: EvidenceSettings | None = None, record: bool = False, drift: DriftTracker | None = None):
         self.stream_id, self.cropper, self.pool, self.publisher = stream_id, cropper, pool, publisher
         self.window, self.policy, self.model, self.instance = window, policy, model, instance
         self.update_interval_s, self.metrics = update_interval_s, metrics
         self.evidence = evidence or EvidenceSettings(enabled=False)
+        self.record, self.drift = record, drift  # score records for calibration; the authentic-score drift watch
+        self.session = int(time.time())  # track ids restart with a pipeline: records tell the runs apart
         self._publishing = asyncio.Lock()  # one alert's events leave in the order they were made
         # The stream-state hash: the owner merges in the source's fields (state, fps) and writes it.
         self.on_state = on_state or (lambda state, force: publisher.set_stream_state(stream_id, state))
@@ -109,8 +112,13 @@ class StreamPipeline:
             self._track(crop.track_id)
             task = asyncio.create_task(self._scored(crop, encoded, frame.image, self.pool.submit(crop)))
             self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            task.add_done_callback(self._scoring_done)
         self._push_state()  # rate-limited: at most once a second
+
+    def _scoring_done(self, task: asyncio.Task) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:  # a bug: said once per crop, loudly
+            log.error("handling a score failed", stream_id=self.stream_id, exc_info=task.exception())
 
     def _crop(self, frame: Frame):
         """On the stream's thread: detect, align, and (for the evidence) encode each crop as JPEG."""
@@ -147,7 +155,32 @@ class StreamPipeline:
         track.window.add(score.frame_time, score.p_fake)
         if track.evidence is not None:
             track.evidence.add(crop, score.p_fake, encoded, image)
-        await self._evaluate(score.track_id, track, time.time())
+        now = time.time()
+        await self._evaluate(score.track_id, track, now)
+        if self.record:
+            self.publisher.record_score({
+                "stream_id": self.stream_id, "session": self.session, "track_id": score.track_id,
+                "frame_time": score.frame_time, "evaluated_at": now, "p_fake": score.p_fake,
+                "model_id": score.model_id, **{f"q_{k}": v for k, v in crop.quality().items()}})
+        if self.drift is not None and track.verdict.verdict == AUTHENTIC:
+            await self._watch_drift(score.p_fake, score.frame_time, now)
+
+    async def _watch_drift(self, p_fake: float, frame_time: float, now: float) -> None:
+        drift = self.drift
+        drift.add(p_fake, frame_time)
+        if now - drift.last_check < drift.settings.check_every_s:
+            return
+        event = drift.check(now)
+        for hour in drift.dirty:
+            self.publisher.save_drift(self.stream_id, hour, drift.hours.get(hour, []))
+        drift.dirty.clear()
+        shift = drift.shift(now)
+        if shift is not None:
+            self.metrics.score_drift.labels(self.stream_id).set(shift)
+        if event is not None:
+            log.warning("score drift", stream_id=self.stream_id, baseline=event["baseline"], median=event["median"],
+                        crops=event["crops"])
+            await self.publisher.publish(event)
 
     async def _evaluate(self, track_id: int, track: TrackState, now: float) -> None:
         stats = track.window.stats(now)

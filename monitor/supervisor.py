@@ -24,6 +24,7 @@ from .logs import get
 from .pipeline import StreamPipeline
 from .redact import redact
 from .scoring import VerdictPolicy, WindowPolicy
+from .scoring.drift import DriftTracker
 from .sources import ERROR, Source, SourceSettings, create_source, kind_of
 from .sources.registry import SourceOptions
 
@@ -166,6 +167,8 @@ class StreamSupervisor:
         if (plan.window, plan.verdict) != (old.window, old.verdict) or self._interval_changed(handle):
             handle.pipeline.update(plan.window, plan.verdict, self.config.alerts.update_interval_s)
             result = "updated"
+        if self._update_watches(handle, plan):
+            result = "updated" if result == "unchanged" else result
         if plan.sampling != old.sampling:
             if kind_of(plan.config.url).pushed:
                 handle.source.update_sampling(plan.sampling)  # keeps the publisher's session
@@ -174,6 +177,31 @@ class StreamSupervisor:
                 await self._restart_source(handle)
                 result = "restarted_reader"
         return result
+
+    def _update_watches(self, handle: StreamHandle, plan: StreamPlan) -> bool:
+        """[record] and [drift] after a reload; the drift watch keeps the hours it counted."""
+        pipeline, changed = handle.pipeline, False
+        record = self.config.record.enabled and plan.config.record
+        if record != pipeline.record:
+            pipeline.record, changed = record, True
+        old = pipeline.drift
+        baseline = self._drift_baseline(plan)
+        if old is None and baseline is None:
+            return changed
+        if old is not None and (old.baseline, old.settings) == (baseline, self.config.drift):
+            return changed
+        pipeline.drift = None
+        if baseline is not None:
+            pipeline.drift = DriftTracker(plan.config.id, baseline, self.config.drift, self.config.instance)
+            if old is not None:
+                pipeline.drift.load(old.hours)
+        return True
+
+    def _drift_baseline(self, plan: StreamPlan) -> float | None:
+        settings = self.config.drift
+        if not settings.enabled:
+            return None
+        return plan.config.drift_baseline if plan.config.drift_baseline is not None else settings.baseline
 
     def _interval_changed(self, handle: StreamHandle) -> bool:
         return handle.pipeline.update_interval_s != self.config.alerts.update_interval_s
@@ -186,13 +214,24 @@ class StreamSupervisor:
             stream_id, FaceCropper(self.config.faces, template=self.model.face_template, quality=self.config.quality),
             self.model.pool,
             self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
-            self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence)
+            self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence,
+            record=self.config.record.enabled and plan.config.record, drift=await self._drift(plan))
         handle = StreamHandle(plan, origin, self._source(plan), pipeline)
         pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
         self.handles[stream_id] = handle
         self._start(handle)
         log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin)
         return handle
+
+    async def _drift(self, plan: StreamPlan) -> DriftTracker | None:
+        """The stream's drift watch, with the hours recorded before a restart, when [drift] is on and the stream
+        has a baseline."""
+        baseline = self._drift_baseline(plan)
+        if baseline is None:
+            return None
+        tracker = DriftTracker(plan.config.id, baseline, self.config.drift, self.config.instance)
+        tracker.load(await self.publisher.load_drift(plan.config.id, self.config.drift.window_h))
+        return tracker
 
     def _source(self, plan: StreamPlan) -> Source:
         options = SourceOptions(token=plan.config.token, ice_servers=tuple(self.config.whip.ice_servers))

@@ -106,3 +106,30 @@ async def test_a_whep_stream_gets_its_token_and_runs(supervisor, tmp_path):
     finally:
         await supervisor.stop_sources()
         await server.stop()
+
+
+async def test_a_reload_turns_recording_and_the_drift_watch_on_and_off(supervisor, clip, redis_server):
+    import redis
+
+    from monitor.config import DriftSettings, RecordSettings
+
+    await supervisor.apply({"a": stream("a", clip)}, FILE)
+    pipeline = supervisor.handles["a"].pipeline
+    assert not pipeline.record and pipeline.drift is None
+    base = supervisor.config
+    await supervisor.reconfigure(base.model_copy(update={
+        "record": RecordSettings(enabled=True), "drift": DriftSettings(enabled=True, baseline=0.2, min_crops=10)}))
+    assert pipeline.drift is not None and pipeline.drift.baseline == 0.2 and not pipeline.record  # not opted in
+    outcome = await supervisor.apply({"a": stream("a", clip, record=True, drift_baseline=0.3)}, FILE)
+    assert outcome == {"a": "updated"} and pipeline.record and pipeline.drift.baseline == 0.3
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    assert await wait_for(lambda: client.xlen("deepfake:scores") >= 3, 20)
+    record = client.xrange("deepfake:scores", count=1)[0][1]
+    assert record["stream_id"] == "a" and 0 <= float(record["p_fake"]) <= 1 and float(record["q_sharpness"]) > 0
+
+    pipeline.drift.add(0.9, 1_790_000_000.0)  # counted hours survive a new baseline
+    hours = {h: list(c) for h, c in pipeline.drift.hours.items()}
+    await supervisor.apply({"a": stream("a", clip, record=True, drift_baseline=0.4)}, FILE)
+    assert pipeline.drift.baseline == 0.4 and pipeline.drift.hours == hours
+    await supervisor.reconfigure(base)
+    assert not pipeline.record and pipeline.drift is None

@@ -68,6 +68,17 @@ class AlertPublisher:
     def set_stream_state(self, stream_id: str, state: dict) -> None:
         self.redis.set_stream_state(stream_id, state)
 
+    def record_score(self, record: dict) -> None:
+        """A scored crop for calibration ([record]): latest-value data, straight to Redis, buffered while it is
+        away."""
+        self.redis.record_score(record)
+
+    def save_drift(self, stream_id: str, hour: int, counts: list[int]) -> None:
+        self.redis.save_drift(stream_id, hour, counts)
+
+    async def load_drift(self, stream_id: str, keep_h: float) -> dict[int, list[int]]:
+        return await self.redis.load_drift(stream_id, keep_h)
+
     async def flush(self, timeout: float) -> bool:
         """Wait until every sink has every spooled event and the stream state is written (True), or until
         `timeout` passes (False)."""

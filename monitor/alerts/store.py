@@ -59,7 +59,7 @@ class AlertStore:
                 upper = f"({log_id}"
                 event = json.loads(fields["event"])
                 alert = event.get("alert_id")
-                if alert in seen or alert in done:
+                if not alert or alert in seen or alert in done:  # drift events belong to no alert
                     continue
                 done.add(alert)
                 if since is not None and (event.get("times") or {}).get("published_at", 0) < since:

@@ -27,6 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 FACE_REGION = (slice(88, 200), slice(72, 184))  # eyes to chin, cheek to cheek, in the 256 template crop
 FRONTAL_EYE_RATIO = 0.39  # eye distance / box width of BlazeFace on frontal faces (measured: 0.38-0.40)
+FEATURES = ("confidence", "interocular_px", "residual_px", "sharpness", "blockiness", "brightness", "clipped",
+            "yaw_deg", "roll_deg")  # what features() measures, in the order records and CSVs list them
 REASONS = ("low_confidence", "too_small", "profile", "bad_alignment", "exposure", "blurry", "blocky")  # checked in order
 
 

@@ -15,11 +15,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
-
-
-class CalibrationError(InputError):
-    """Scores that cannot be calibrated on, or a target they cannot support; the message says why."""
+from .budget import CalibrationError
 
 
 @dataclass(frozen=True)

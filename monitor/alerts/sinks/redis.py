@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
@@ -34,13 +35,16 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'event', ARGV[3])
   redis.call('PUBLISH', ARGV[4], ARGV[3])
   redis.call('PUBLISH', ARGV[5], ARGV[3])
-  redis.call('HSET', KEYS[3], ARGV[6], ARGV[3])
-  redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
+  if ARGV[6] ~= '' then
+    redis.call('HSET', KEYS[3], ARGV[6], ARGV[3])
+    redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
+  end
   return id
 end
 return false
 """
 OUTAGES = (RedisError, OSError, asyncio.TimeoutError)
+RECORD_BUFFER = 50_000  # score records held while Redis is away
 
 
 class RedisSettings(BaseModel):
@@ -78,6 +82,15 @@ class RedisSettings(BaseModel):
 
     def evidence_key(self, alert_id: str) -> str:
         return f"{self.prefix}:evidence:{alert_id}"
+
+    @property
+    def scores_key(self) -> str:
+        """A capped stream of scored crops ([record]), for calibration."""
+        return f"{self.prefix}:scores"
+
+    def drift_key(self, stream_id: str) -> str:
+        """A hash of hourly histograms of a stream's authentic p_fake ([drift])."""
+        return f"{self.prefix}:drift:{stream_id}"
 
     @property
     def test_channel(self) -> str:
@@ -127,6 +140,10 @@ class RedisSink:
         self.client = connect(settings)
         self._deliver = self.client.register_script(DELIVER)
         self._states: dict[str, dict] = {}  # stream state not yet written
+        self._records: deque[dict] = deque(maxlen=RECORD_BUFFER)  # scored crops not yet written ([record])
+        self._drift: dict[tuple[str, int], list[int]] = {}  # (stream, hour) -> histogram not yet written
+        self.records_dropped = 0
+        self.record_maxlen = 1_000_000
         self._states_changed = asyncio.Event()
         self.tasks = TaskSupervisor()
         self._outage_logged = False
@@ -159,11 +176,12 @@ class RedisSink:
                         pipe.hset(event["key"], mapping={"meta": meta_json(event), **decode_files(event)})
                         pipe.expire(event["key"], max(1, int(event["ttl_s"])))
                         continue
+                    alert = event.get("alert_id")  # drift events belong to no alert
                     await self._deliver(
-                        keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(event["alert_id"])],
+                        keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(alert or "none")],
                         args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(event, separators=(",", ":")),
-                              s.channel(), s.channel(event["stream_id"]), f"seq:{event.get('seq', 0)}",
-                              s.alert_ttl_s], client=pipe)
+                              s.channel(), s.channel(event["stream_id"]),
+                              f"seq:{event.get('seq', 0)}" if alert else "", s.alert_ttl_s], client=pipe)
                 await pipe.execute()
         except OUTAGES as e:
             self._mark_down(e)
@@ -190,9 +208,29 @@ class RedisSink:
                                    for k, v in state.items()}
         self._states_changed.set()
 
+    def record_score(self, record: dict) -> None:
+        """A scored crop for `<prefix>:scores` (latest-value data: an outage longer than the buffer loses the
+        oldest, counted; alerts never go this way)."""
+        if len(self._records) == self._records.maxlen:
+            self.records_dropped += 1
+        self._records.append({k: "" if v is None else str(v) for k, v in record.items()})
+        self._states_changed.set()
+
+    def save_drift(self, stream_id: str, hour: int, counts: list[int]) -> None:
+        self._drift[(stream_id, hour)] = list(counts)
+        self._states_changed.set()
+
+    async def load_drift(self, stream_id: str, keep_h: float) -> dict[int, list[int]]:
+        try:
+            stored = await self.client.hgetall(self.settings.drift_key(stream_id))
+        except OUTAGES:
+            return {}
+        oldest = (time.time() - keep_h * 3600) // 3600
+        return {int(h): json.loads(v) for h, v in stored.items() if h.isdigit() and int(h) >= oldest}
+
     @property
     def states_pending(self) -> bool:
-        return bool(self._states)
+        return bool(self._states or self._records or self._drift)
 
     async def close(self) -> None:
         self._closing = True
@@ -209,25 +247,37 @@ class RedisSink:
     # --- state and heartbeat ---------------------------------------------------------------------------------
 
     async def _write_states(self) -> bool:
-        if not self._states:
+        """Stream states, score records and drift histograms: latest-value data, in one round trip."""
+        if not self.states_pending:
             return True
         states, self._states = self._states, {}
+        records = list(self._records)
+        drift, self._drift = self._drift, {}
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for stream_id, state in states.items():
                     pipe.hset(self.settings.stream_key(stream_id), mapping=state)
+                for record in records:
+                    pipe.xadd(self.settings.scores_key, record, maxlen=self.record_maxlen, approximate=True)
+                for (stream_id, hour), counts in drift.items():
+                    pipe.hset(self.settings.drift_key(stream_id), str(hour), json.dumps(counts))
+                    pipe.expire(self.settings.drift_key(stream_id), 8 * 86400)
                 await pipe.execute()
         except OUTAGES as e:
             self._states = {**states, **self._states}  # keep the newest of each for the next try
+            self._drift = {**drift, **self._drift}
             self._mark_down(e)
             return False
+        written = {id(r) for r in records}  # the buffer may have taken newer ones (and dropped old) meanwhile
+        while self._records and id(self._records[0]) in written:
+            self._records.popleft()
         self._mark_up()
         return True
 
     async def _write_states_forever(self) -> None:
         backoff = 0.1
         while not self._closing:
-            if not self._states:
+            if not self.states_pending:
                 self._states_changed.clear()
                 await self._states_changed.wait()
                 continue

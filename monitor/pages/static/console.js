@@ -115,7 +115,9 @@ function connect() {
   });
   feed.addEventListener("streams", (e) => renderStreams(JSON.parse(e.data)));
   feed.addEventListener("alert", (e) => {
-    const a = summarize(JSON.parse(e.data));
+    const event = JSON.parse(e.data);
+    if (!event.alert_id) return;  // a drift event: about a stream, not an alert
+    const a = summarize(event);
     alerts.set(a.alert_id, a);
     renderAlerts();
   });
