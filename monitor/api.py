@@ -122,6 +122,8 @@ def build_app(daemon) -> web.Application:
             await daemon.supervisor.add(stream, API)
         except StreamExists:
             return error(409, f"stream {stream.id!r} already exists")
+        except ConfigError as e:
+            return error(400, str(e))
         return web.json_response(daemon.supervisor.status(stream.id), status=201)
 
     async def publish_page(request):

@@ -26,12 +26,13 @@ def _fail(message: str, code: int = EXIT_BAD_INPUT) -> int:
     return code
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def _add_model_options(parser: argparse.ArgumentParser, several: bool = False) -> None:
     from .model import PRECISIONS
 
-    parser.add_argument("--model", required=True, metavar="PATH",
+    parser.add_argument("--model", required=True, metavar="PATH", action="append" if several else "store",
                         help="checkpoint: a native .safetensors from `monitor model convert/pull`, the published "
-                             "Lightning model.ckpt, or GenD's model.safetensors (config.json beside it)")
+                             "Lightning model.ckpt, or GenD's model.safetensors (config.json beside it; CLIP, PE "
+                             "or DINOv3 backbone)" + ("; repeat to compare models on the same data" if several else ""))
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="default: bf16-autocast on CUDA (the authors' mode), fp32 on CPU")
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the first GPU, else cpu)")
@@ -107,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="AUROC on a labelled list of videos or crop folders",
         description="Evaluate on LIST.csv rows `path,label` (label real/fake; path a video, or a folder of "
                     "already-aligned crops = one video; relative to the CSV). Prints frame- and video-level AUROC "
-                    "(the paper's metric) and the threshold for --fpr on the real videos.")
-    _add_model_options(evaluate)
+                    "(the paper's metric) and the threshold for --fpr on the real videos. With --model more than "
+                    "once: one summary per model and their agreement (share of videos both call the same at their "
+                    "own --fpr thresholds, correlation of video scores); the CSVs then carry a model_id column.")
+    _add_model_options(evaluate, several=True)
     evaluate.add_argument("list", metavar="LIST.csv")
     evaluate.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
     evaluate.add_argument("--fpr", type=float, default=0.01, help="target false-positive rate (default 0.01)")
@@ -151,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--config", default=None, metavar="FILE",
                            help="take [window], [verdict] (and each stream's overrides) from this config; "
                                 "default: the built-in defaults")
+    calibrate.add_argument("--model", action="append", default=None, metavar="NAME",
+                           help="the scores of this model (its config name or model id): needed when the CSV holds "
+                                "several (a shadow's, or eval with several --model); repeat to compare models, each "
+                                "calibrated on its own scores, with their agreement")
     calibrate.add_argument("--per-stream", action="store_true",
                            help="also thresholds per stream, for [[streams]] overrides (budget mode)")
     calibrate.add_argument("--window-crops", type=int, default=32, metavar="N",
@@ -382,9 +389,10 @@ def _score(args) -> int:
 
 
 def _eval(args) -> int:
+    import argparse as _argparse
     import csv
 
-    from .offline import VideoError, auroc, score_crop_folder, score_video, threshold_for_fpr
+    from .offline import VideoError, agreement, auroc, score_crop_folder, score_video, threshold_for_fpr
 
     try:
         with open(args.list, newline="") as f:
@@ -399,50 +407,66 @@ def _eval(args) -> int:
     if not 0 < args.fpr < 1:
         return _fail("--fpr must be between 0 and 1")
     base = Path(args.list).resolve().parent
-    try:
-        detector, cropper = _open_scoring(args)
-    except (ValueError, FileNotFoundError) as e:
-        return _fail(str(e))
-    videos, frames, failures = [], [], 0
-    with contextlib.closing(cropper):
-        for row in rows:
-            path = base / row["path"]
-            label = 1 if row["label"] == "fake" else 0
-            try:
-                if path.is_dir():
-                    scores = score_crop_folder(detector, path)
-                    indexed = list(enumerate(scores))
-                else:
-                    report = score_video(detector, cropper, str(path), args.frames)
-                    indexed = [(f["index"], f["p_fake"]) for f in report["frames"]]
-            except VideoError as e:
-                print(f"monitor: error: {e}", file=sys.stderr)
-                failures += 1
-                continue
-            if not indexed:
-                print(f"monitor: warning: {row['path']}: no face scored", file=sys.stderr)
-                continue
-            videos.append((row["path"], row["label"], label, float(sum(s for _, s in indexed) / len(indexed)), len(indexed)))
-            frames += [(row["path"], row["label"], label, i, s) for i, s in indexed]
-    real = [v[3] for v in videos if v[2] == 0]
-    summary = {
-        "videos": len(videos), "frames": len(frames), "failed": failures,
-        "frame_auroc": auroc([f[2] for f in frames], [f[4] for f in frames]),
-        "video_auroc": auroc([v[2] for v in videos], [v[3] for v in videos]),
-        "fpr": args.fpr, "video_threshold": threshold_for_fpr(real, args.fpr) if real else None,
-        "model_id": detector.info.model_id,
-    }
+    summaries, all_videos, all_frames, failures = [], [], [], 0
+    for model_path in args.model:
+        try:
+            detector, cropper = _open_scoring(_argparse.Namespace(**{**vars(args), "model": model_path}))
+        except (ValueError, FileNotFoundError) as e:
+            return _fail(str(e))
+        videos, frames, failures_before = [], [], failures
+        with contextlib.closing(cropper):
+            for row in rows:
+                path = base / row["path"]
+                label = 1 if row["label"] == "fake" else 0
+                try:
+                    if path.is_dir():
+                        scores = score_crop_folder(detector, path)
+                        indexed = list(enumerate(scores))
+                    else:
+                        report = score_video(detector, cropper, str(path), args.frames)
+                        indexed = [(f["index"], f["p_fake"]) for f in report["frames"]]
+                except VideoError as e:
+                    print(f"monitor: error: {e}", file=sys.stderr)
+                    failures += 1
+                    continue
+                if not indexed:
+                    print(f"monitor: warning: {row['path']}: no face scored", file=sys.stderr)
+                    continue
+                videos.append((row["path"], row["label"], label, float(sum(s for _, s in indexed) / len(indexed)),
+                               len(indexed)))
+                frames += [(row["path"], row["label"], label, i, s) for i, s in indexed]
+        real = [v[3] for v in videos if v[2] == 0]
+        summaries.append({
+            "videos": len(videos), "frames": len(frames), "failed": failures - failures_before,
+            "frame_auroc": auroc([f[2] for f in frames], [f[4] for f in frames]),
+            "video_auroc": auroc([v[2] for v in videos], [v[3] for v in videos]),
+            "fpr": args.fpr, "video_threshold": threshold_for_fpr(real, args.fpr) if real else None,
+            "model_id": detector.info.model_id, "backbone": detector.info.architecture.backbone,
+        })
+        all_videos.append(videos)
+        all_frames.append(frames)
+        del detector
+    several = len(args.model) > 1
+    ids = [s["model_id"] for s in summaries]
     if args.out:
         with open(args.out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["path", "label", "p_fake", "frames_scored"])
-            writer.writerows([(v[0], v[1], round(v[3], 6), v[4]) for v in videos])
+            writer.writerow(["path", "label", "p_fake", "frames_scored"] + (["model_id"] if several else []))
+            for model_id, videos in zip(ids, all_videos):
+                writer.writerows([(v[0], v[1], round(v[3], 6), v[4]) + ((model_id,) if several else ()) for v in videos])
     if args.frames_out:
         with open(args.frames_out, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["video", "label", "index", "p_fake"])
-            writer.writerows([(fr[0], fr[1], fr[3], round(fr[4], 6)) for fr in frames])
-    print(json.dumps(summary))
+            writer.writerow(["video", "label", "index", "p_fake"] + (["model_id"] if several else []))
+            for model_id, frames in zip(ids, all_frames):
+                writer.writerows([(fr[0], fr[1], fr[3], round(fr[4], 6)) + ((model_id,) if several else ())
+                                  for fr in frames])
+    if not several:
+        print(json.dumps(summaries[0]))
+    else:
+        per_video = [{v[0]: v[3] for v in videos} for videos in all_videos]
+        thresholds = [s["video_threshold"] for s in summaries]
+        print(json.dumps({"models": summaries, "agreement": agreement(ids, per_video, thresholds)}))
     return EXIT_PARTIAL if failures else EXIT_OK
 
 
@@ -475,54 +499,77 @@ def _calibrate(args) -> int:
 
     if args.window_crops < 1 or args.min_crops < 1:
         return _fail("--window-crops and --min-crops must be at least 1")
-    result = calibrate(args.scores, 0.01 if args.fpr is None else args.fpr, args.window_crops, args.statistic,
-                       args.min_crops)
+    fpr = 0.01 if args.fpr is None else args.fpr
+    results = {model: calibrate(args.scores, fpr, args.window_crops, args.statistic, args.min_crops, model)
+               for model in (args.model or [None])}
     if args.json:
-        print(json.dumps(result.__dict__))
+        data = {m: r.__dict__ for m, r in results.items()}
+        print(json.dumps(data[None] if None in data else {"models": data}))
         return EXIT_OK
-    print(f"# {result.windows} windows of up to {args.window_crops} crops ({args.statistic}) from {result.groups} "
-          f"group(s), {result.crops} authentic crops")
-    print(f"# at the threshold below, {result.achieved_fpr:.4f} of authentic windows alert (target {result.fpr})")
-    print("[verdict]")
-    print(f"suspicious = {result.threshold:.4f}")
-    print(f"manipulated = {result.strict_threshold:.4f}  # at fpr {result.fpr / 10:g}")
+    for model, result in results.items():
+        if model is not None:
+            print(f"\n# model {model}")
+        print(f"# {result.windows} windows of up to {args.window_crops} crops ({args.statistic}) from "
+              f"{result.groups} group(s), {result.crops} authentic crops")
+        print(f"# at the threshold below, {result.achieved_fpr:.4f} of authentic windows alert (target {result.fpr})")
+        print("[verdict]")
+        print(f"suspicious = {result.threshold:.4f}")
+        print(f"manipulated = {result.strict_threshold:.4f}  # at fpr {result.fpr / 10:g}")
     return EXIT_OK
 
 
 def _calibrate_budget(args) -> int:
     from .config import MonitorConfig, load
-    from .scoring.budget import CalibrationError, calibrate_budget, read_recording
+    from .scoring.budget import CalibrationError, agreement, calibrate_budget, read_recording
 
     if not args.false_alerts_per_hour > 0:
         return _fail("--false-alerts-per-hour must be above 0")
     config = load(args.config) if args.config else MonitorConfig()
-    recording = read_recording(args.scores)
+    target, models = args.false_alerts_per_hour, args.model or [None]
+    recordings = {model: read_recording(args.scores, model) for model in models}
     if sys.stderr.isatty():  # a long calibration says what it is working on
-        crops = sum(len(t.samples) for t in recording.real)
-        print(f"replaying {len(recording.real)} authentic tracks ({crops} crops, {recording.total_hours:.1f} "
-              f"stream-hours) and {len(recording.fake)} fake ones...", file=sys.stderr)
-    result = calibrate_budget(recording, args.false_alerts_per_hour, config.window, config.verdict)
-    per_stream, failures = {}, {}
+        for model, recording in recordings.items():
+            crops = sum(len(t.samples) for t in recording.real)
+            print(f"{'model ' + model + ': ' if model else ''}replaying {len(recording.real)} authentic tracks "
+                  f"({crops} crops, {recording.total_hours:.1f} stream-hours) and {len(recording.fake)} fake "
+                  f"ones...", file=sys.stderr)
+    results = {model: calibrate_budget(r, target, config.window, config.verdict) for model, r in recordings.items()}
+    per_stream: dict = {model: {} for model in models}
+    failures: dict = {model: {} for model in models}
     if args.per_stream:
         configured = {s.id: s for s in config.streams}
-        for stream in sorted(recording.hours):
-            _, window, verdict = (config.stream_settings(configured[stream]) if stream in configured
-                                  else (None, config.window, config.verdict))
-            try:
-                per_stream[stream] = calibrate_budget(recording.only(stream), args.false_alerts_per_hour, window,
-                                                      verdict)
-            except CalibrationError as e:
-                failures[stream] = str(e)
+        for model, recording in recordings.items():
+            for stream in sorted(recording.hours):
+                _, window, verdict = (config.stream_settings(configured[stream]) if stream in configured
+                                      else (None, config.window, config.verdict))
+                try:
+                    per_stream[model][stream] = calibrate_budget(recording.only(stream), target, window, verdict)
+                except CalibrationError as e:
+                    failures[model][stream] = str(e)
+    compared = (agreement(models, list(recordings.values()), list(results.values()), config.window, config.verdict)
+                if len(models) > 1 else None)
     if args.json:
-        print(json.dumps({**result.as_dict(), "streams": {k: v.as_dict() for k, v in per_stream.items()},
-                          "not_calibrated": failures}))
+        tables = {model: {**result.as_dict(), "streams": {k: v.as_dict() for k, v in per_stream[model].items()},
+                          "not_calibrated": failures[model]} for model, result in results.items()}
+        print(json.dumps(tables[None] if None in tables else {"models": tables, "agreement": compared}))
     else:
-        print(result.toml())
-        for stream, calibration in per_stream.items():
-            print(calibration.stream_toml(stream))
-        for stream, reason in failures.items():
-            print(f"\n# stream {stream}: not calibrated: {reason}")
-    return EXIT_FAILURE if failures else EXIT_OK
+        for model, result in results.items():
+            if model is not None:
+                print(f"\n# ===== model {model}: add `model = \"{model}\"` to the streams it scores, or use its "
+                      f"[verdict] where it is the default =====")
+            print(result.toml())
+            for stream, calibration in per_stream[model].items():
+                print(calibration.stream_toml(stream))
+            for stream, reason in failures[model].items():
+                print(f"\n# stream {stream}: not calibrated: {reason}")
+        for pair in compared or []:
+            first, second = pair["models"]
+            for label in ("real", "fake"):
+                part = pair[label]
+                if part["tracks"]:
+                    print(f"# agreement on {part['tracks']} {label} track(s): {part['agree']:.1%} (both alert "
+                          f"{part['both']}, only {first} {part['only_first']}, only {second} {part['only_second']})")
+    return EXIT_FAILURE if any(failures.values()) else EXIT_OK
 
 
 def _record(args) -> int:

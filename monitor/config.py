@@ -39,6 +39,10 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_MODEL = "default"
+MODEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
 class ModelConfig(Strict):
     path: str | None = Field(None, description="checkpoint (native, Lightning or GenD); none: a pulled one, "
                              "else the untrained demo network if allow_untrained")
@@ -133,6 +137,10 @@ class StreamConfig(Strict):
     url: str = Field(..., min_length=1, description="rtsp://..., rtmp://..., http(s)://... (HLS), whep+https://... "
                      "(WHEP pull), a file path, or `whip` (published by WHIP)")
     token: str | None = Field(None, description="bearer token of a WHEP pull (by reference: ${credential:NAME})")
+    model: str | None = Field(None, description="the model that scores this stream: a [models.<name>] name, or "
+                              "`default` for [model] (default: the first model)")
+    shadow: str | None = Field(None, description="a second model that scores this stream too; its verdict is "
+                               "published beside the model's, and it never opens alerts")
     record: bool = Field(False, description="record this stream's scores when [record] enabled (for calibration)")
     drift_baseline: float | None = Field(None, ge=0, le=1, description="this stream's drift baseline ([drift])")
     sampling: dict[str, Any] = Field(default_factory=dict, description="overrides of [sampling]")
@@ -148,6 +156,8 @@ class StreamConfig(Strict):
 class MonitorConfig(Strict):
     instance: str = Field(default_factory=socket.gethostname, min_length=1, description="this daemon's id")
     model: ModelConfig = ModelConfig()
+    models: dict[str, ModelConfig] = Field(default_factory=dict, description="more models, by name "
+                                           "([models.<name>]); [model], when given, is named `default`")
     worker: WorkerSettings = WorkerSettings()
     sampling: SourceSettings = SourceSettings()
     faces: FaceSettings = FaceSettings()
@@ -174,13 +184,39 @@ class MonitorConfig(Strict):
             seen.add(name)
         return self
 
+    @property
+    def model_table(self) -> dict[str, ModelConfig]:
+        """Every model by name, the default (for streams that name none) first: [model] as `default` when it
+        is set or when there is no [models.<name>], then [models.<name>] in file order."""
+        table = {DEFAULT_MODEL: self.model} if self.model != ModelConfig() or not self.models else {}
+        return {**table, **self.models}
+
+    @property
+    def default_model(self) -> str:
+        return next(iter(self.model_table))
+
+    @model_validator(mode="after")
+    def _models(self):
+        for name in self.models:
+            if not MODEL_NAME.fullmatch(name):
+                raise ValueError(f"models.{name}: a model name is letters, digits, `-` and `_`")
+        if DEFAULT_MODEL in self.models and self.model != ModelConfig():
+            raise ValueError(f"models.{DEFAULT_MODEL}: the name is [model]'s; give this one another")
+        return self
+
     @model_validator(mode="after")
     def _streams(self):
-        seen = set()
+        seen, models = set(), self.model_table
         for i, stream in enumerate(self.streams):
             if stream.id in seen:
                 raise ValueError(f"streams.{i}.id: duplicate stream id {stream.id!r}")
             seen.add(stream.id)
+            for key in ("model", "shadow"):
+                name = getattr(stream, key)
+                if name is not None and name not in models:
+                    raise ValueError(f"streams.{i}.{key}: no model named {name!r} (models: {', '.join(models)})")
+            if stream.shadow is not None and stream.shadow == (stream.model or self.default_model):
+                raise ValueError(f"streams.{i}.shadow: {stream.shadow!r} is already the stream's model")
             for section, base in (("sampling", self.sampling), ("window", self.window), ("verdict", self.verdict)):
                 overrides = getattr(stream, section)
                 try:

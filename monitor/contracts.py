@@ -38,6 +38,7 @@ class FaceCrop:
     alignment_residual: float = 0.0  # RMS landmark error of the similarity fit, in crop pixels
     box: tuple[float, float, float, float] | None = None  # the face in the source frame: x, y, width, height
     features: dict | None = None  # quality features (monitor.faces.quality), measured when cropped
+    shadow_crop: np.ndarray | None = None  # the face aligned with a shadow model's template, when it differs
 
     def quality(self) -> dict:
         """What the evidence and the score records keep about the crop's quality."""

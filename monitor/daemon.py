@@ -33,7 +33,7 @@ from .reload import plan_reload
 from .sources.whip import WhipEndpoint
 from .supervisor import FILE, StreamSupervisor
 from .tasks import TaskSupervisor
-from .worker.loader import LoadedModel, check_devices, load_model
+from .worker.loader import LoadedModel, check_devices, config_key, load_models
 
 log = get(__name__)
 SHUTDOWN_BOUND_S = 20.0
@@ -51,7 +51,7 @@ class Daemon:
         self.local_redis = LocalRedis(config.redis.url) if config.redis.start_local else None
         self.publisher: AlertPublisher | None = None
         self.store = AlertStore(config.redis)  # alerts and evidence read back, for the API and the console
-        self.model: LoadedModel | None = None
+        self.models: dict[str, LoadedModel] = {}  # by name; the first is the default
         self.supervisor: StreamSupervisor | None = None
         self.whip: WhipEndpoint | None = None
         self.http_runner = self.plain_runner = None
@@ -62,7 +62,7 @@ class Daemon:
         self._reload_when_ready = False
         self.registry.register(StreamCollector(
             lambda: self.supervisor.statuses() if self.supervisor else [],
-            lambda: self.model.pool.gpu_memory() if self.model else {}))
+            lambda: {device: used for m in self.models.values() for device, used in m.pool.gpu_memory().items()}))
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -77,18 +77,18 @@ class Daemon:
         self.health.publisher = self.publisher
         await self.publisher.start()  # a wrong password is fatal; an outage is not (the spool holds events)
         self.health.passed("redis_or_spool")
-        self.model = await load_model(cfg.model, cfg.worker, self.registry)
-        self.health.pool = self.model.pool
+        self.models = await load_models(cfg, self.registry)
+        self.health.pools = [m.pool for m in self.models.values()]
         self.health.passed("model")
-        self.supervisor = StreamSupervisor(cfg, self.model, self.publisher, self.metrics)
+        self.supervisor = StreamSupervisor(cfg, self.models, self.publisher, self.metrics)
         self.health.supervisor = self.supervisor
         self.whip = WhipEndpoint(cfg.whip, resolve=self.supervisor.whip_source, status=self.supervisor.status)
         await self._serve_http()
         self.health.passed("http")
         await self.supervisor.apply({s.id: s for s in cfg.streams}, FILE)
         self.health.ready = True
-        log.info("ready", http=self.url, streams=len(cfg.streams), model_id=self.model.tag.model_id,
-                 redis=redact(cfg.redis.url))
+        log.info("ready", http=self.url, streams=len(cfg.streams),
+                 models={name: m.tag.model_id for name, m in self.models.items()}, redis=redact(cfg.redis.url))
         self.watchdog.ready()
         self.tasks.spawn("watchdog", self.watchdog.run)
         self.tasks.spawn("stream-states", self._refresh_states)
@@ -155,8 +155,7 @@ class Daemon:
         await self.tasks.close()
         if self.supervisor is not None:
             await self.supervisor.stop_sources()
-        if self.model is not None:
-            await self.model.pool.stop(drain=True, timeout=SHUTDOWN_BOUND_S / 2)
+        await asyncio.gather(*(m.pool.stop(drain=True, timeout=SHUTDOWN_BOUND_S / 2) for m in self.models.values()))
         if self.supervisor is not None:
             await self.supervisor.close("shutdown")
         for runner in (self.http_runner, self.plain_runner):
@@ -230,9 +229,11 @@ class Daemon:
 def preflight(config: MonitorConfig) -> None:
     """What can be checked before anything starts, so that a bad setting is one line naming its key (exit 2)
     and nothing was started: the devices, the checkpoint file, the spool folder, the HTTP port."""
-    check_devices(config.model.devices)
-    if config.model.path is not None and not Path(config.model.path).is_file():
-        raise ConfigError(f"model.path: {config.model.path}: no such checkpoint file")
+    for name, model in config.model_table.items():
+        key = config_key(name)
+        check_devices(model.devices, key)
+        if model.path is not None and not Path(model.path).is_file():
+            raise ConfigError(f"{key}.path: {model.path}: no such checkpoint file")
     folder = Path(config.alerts.spool_dir)
     try:
         folder.mkdir(parents=True, exist_ok=True)

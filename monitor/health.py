@@ -21,7 +21,7 @@ class Health:
         self.watchdog_s = watchdog_s
         self.checks = {name: False for name in CHECKS}
         self.ready = False
-        self.pool = None  # set as the daemon starts
+        self.pools: list = []  # each model's inference pool, set as the daemon starts
         self.supervisor = None
         self.publisher = None
         self.pending_restart: list[str] = []  # config keys changed by a reload that need a restart
@@ -31,8 +31,10 @@ class Health:
         self.checks[check] = True
 
     def healthy(self) -> tuple[bool, str]:
-        if self.pool is not None and self.pool.stalled(self.watchdog_s):
-            return False, f"worker made no progress for {self.watchdog_s:.0f} s with work waiting"
+        for pool in self.pools:
+            if pool.stalled(self.watchdog_s):
+                return False, (f"worker of model {pool.name!r} made no progress for {self.watchdog_s:.0f} s with "
+                               f"work waiting")
         return True, ""
 
     def summary(self) -> str:

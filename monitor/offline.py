@@ -121,3 +121,23 @@ def threshold_for_fpr(real_scores: list[float], fpr: float) -> float:
     from .scoring.calibrate import threshold_at
 
     return threshold_at(list(real_scores), fpr)[0]
+
+
+def agreement(model_ids: list[str], per_video: list[dict[str, float]], thresholds: list[float | None]) -> list[dict]:
+    """For each pair of models: on the videos both scored, how often they make the same call (video score at or
+    above each model's own threshold), how many each flags alone, and the correlation of their video scores."""
+    pairs = []
+    for i in range(len(model_ids)):
+        for j in range(i + 1, len(model_ids)):
+            common = sorted(set(per_video[i]) & set(per_video[j]))
+            a = np.array([per_video[i][v] for v in common])
+            b = np.array([per_video[j][v] for v in common])
+            entry = {"models": [model_ids[i], model_ids[j]], "videos": len(common),
+                     "score_correlation": round(float(np.corrcoef(a, b)[0, 1]), 4) if len(common) > 1 else None}
+            if thresholds[i] is not None and thresholds[j] is not None and common:
+                flag_a, flag_b = a >= thresholds[i], b >= thresholds[j]
+                entry.update(same_call=round(float(np.mean(flag_a == flag_b)), 4),
+                             both_flagged=int(np.sum(flag_a & flag_b)), only_first=int(np.sum(flag_a & ~flag_b)),
+                             only_second=int(np.sum(~flag_a & flag_b)))
+            pairs.append(entry)
+    return pairs

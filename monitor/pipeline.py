@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -14,11 +15,30 @@ from .evidence import EvidenceSettings, TrackEvidence, frame_jpeg, jpeg
 from .faces.pipeline import FaceCropper, FaceSettings
 from .faces.quality import QualitySettings
 from .logs import get
-from .scoring import AUTHENTIC, INSUFFICIENT, TrackWindow, VerdictPolicy, VerdictState, WindowPolicy, most_severe, step
+from .scoring import (
+    ALERTING,
+    AUTHENTIC,
+    INSUFFICIENT,
+    TrackWindow,
+    VerdictPolicy,
+    VerdictState,
+    WindowPolicy,
+    most_severe,
+    step,
+)
 from .scoring.drift import DriftTracker
 from .worker import InferencePool
 
 log = get(__name__)
+
+
+@dataclass
+class ShadowState:
+    """A shadow model's view of one track: the same window and verdict machine, no alerts."""
+
+    window: TrackWindow
+    verdict: VerdictState = field(default_factory=VerdictState)
+    statistic: float | None = None
 
 
 @dataclass
@@ -29,6 +49,15 @@ class TrackState:
     verdict: VerdictState = field(default_factory=VerdictState)
     statistic: float | None = None
     abstain_reason: str | None = None  # why the monitor cannot judge this face (insufficient_evidence)
+    shadow: ShadowState | None = None
+
+    def shadow_summary(self, model: ModelTag) -> dict | None:
+        """What events and the state say about the shadow on this track."""
+        if self.shadow is None:
+            return None
+        verdict = self.shadow.verdict.verdict
+        return {"model": model.name, "model_id": model.model_id, "statistic": self.shadow.statistic,
+                "verdict": verdict, "agrees": (verdict in ALERTING) == (self.verdict.verdict in ALERTING)}
 
 
 class StreamPipeline:
@@ -38,12 +67,15 @@ class StreamPipeline:
     def __init__(self, stream_id: str, cropper: FaceCropper, pool: InferencePool, publisher: AlertPublisher,
                  window: WindowPolicy, policy: VerdictPolicy, model: ModelTag, instance: str,
                  update_interval_s: float, metrics, on_state: Callable[[dict, bool], None] | None = None,
-                 evidence: EvidenceSettings | None = None, record: bool = False, drift: DriftTracker | None = None):
+                 evidence: EvidenceSettings | None = None, record: bool = False, drift: DriftTracker | None = None,
+                 shadow=None):
+        """`shadow`: a second loaded model (pool and tag) that scores every crop too and never alerts."""
         self.stream_id, self.cropper, self.pool, self.publisher = stream_id, cropper, pool, publisher
         self.window, self.policy, self.model, self.instance = window, policy, model, instance
         self.update_interval_s, self.metrics = update_interval_s, metrics
         self.evidence = evidence or EvidenceSettings(enabled=False)
         self.record, self.drift = record, drift  # score records for calibration; the authentic-score drift watch
+        self.shadow = shadow
         self.session = int(time.time())  # track ids restart with a pipeline: records tell the runs apart
         self._publishing = asyncio.Lock()  # one alert's events leave in the order they were made
         # The stream-state hash: the owner merges in the source's fields (state, fps) and writes it.
@@ -73,13 +105,16 @@ class StreamPipeline:
             track.window.policy = window
             track.lifecycle.window, track.lifecycle.policy = window, policy
             track.lifecycle.update_interval_s = update_interval_s
+            if track.shadow is not None:
+                track.shadow.window.policy = window
 
     async def update_faces(self, settings: FaceSettings, quality: QualitySettings) -> None:
         """New face or quality settings (a reload): a new cropper on the stream's own thread, keeping the tracker
         (and so every track id)."""
         def swap():
             old = self.cropper
-            self.cropper = FaceCropper(settings, template=old.template, tracker=old.tracker, quality=quality)
+            self.cropper = FaceCropper(settings, template=old.template, tracker=old.tracker, quality=quality,
+                                       shadow_template=old.shadow_template)
             old.close()
 
         await asyncio.get_running_loop().run_in_executor(self.executor, swap)
@@ -107,12 +142,20 @@ class StreamPipeline:
         for track_id, reason in result.skipped_tracks:
             track = self._track(track_id)
             track.window.skip(frame.captured_at, reason)
+            if track.shadow is not None:
+                track.shadow.window.skip(frame.captured_at, reason)
             await self._evaluate(track_id, track, time.time())  # a face the monitor cannot judge: it abstains
         for crop, encoded in zip(result.crops, encoded_crops):
             self._track(crop.track_id)
             task = asyncio.create_task(self._scored(crop, encoded, frame.image, self.pool.submit(crop)))
             self._pending.add(task)
             task.add_done_callback(self._scoring_done)
+            if self.shadow is not None:  # aligned for the shadow's template when it differs
+                shadow_crop = crop if crop.shadow_crop is None else dataclasses.replace(
+                    crop, crop=crop.shadow_crop, shadow_crop=None)
+                task = asyncio.create_task(self._shadow_scored(shadow_crop, self.shadow.pool.submit(shadow_crop)))
+                self._pending.add(task)
+                task.add_done_callback(self._scoring_done)
         self._push_state()  # rate-limited: at most once a second
 
     def _scoring_done(self, task: asyncio.Task) -> None:
@@ -135,7 +178,8 @@ class StreamPipeline:
                 AlertLifecycle(self.stream_id, track_id, self.window, self.policy, self.model, self.instance,
                                self.update_interval_s),
                 TrackEvidence(self.evidence, self.window.seconds, self.window.max_crops)
-                if self.evidence.enabled else None)
+                if self.evidence.enabled else None,
+                shadow=ShadowState(TrackWindow(self.window)) if self.shadow is not None else None)
         return self.tracks[track_id]
 
     async def _scored(self, crop: FaceCrop, encoded: bytes, image, future: asyncio.Future) -> None:
@@ -158,12 +202,40 @@ class StreamPipeline:
         now = time.time()
         await self._evaluate(score.track_id, track, now)
         if self.record:
-            self.publisher.record_score({
-                "stream_id": self.stream_id, "session": self.session, "track_id": score.track_id,
-                "frame_time": score.frame_time, "evaluated_at": now, "p_fake": score.p_fake,
-                "model_id": score.model_id, **{f"q_{k}": v for k, v in crop.quality().items()}})
+            self._record(crop, score, now, self.model.name)
         if self.drift is not None and track.verdict.verdict == AUTHENTIC:
             await self._watch_drift(score.p_fake, score.frame_time, now)
+
+    async def _shadow_scored(self, crop: FaceCrop, future: asyncio.Future) -> None:
+        """The shadow's score: its own window and verdict on the track, published in the state and on the
+        track's next events, never as an alert of its own."""
+        try:
+            score: Score = await future
+        except Exception as e:
+            log.warning("shadow scoring failed", stream_id=self.stream_id, error=str(e))
+            return
+        track = self.tracks.get(score.track_id)
+        if track is None or track.shadow is None:
+            return
+        if not score.ok:
+            track.shadow.window.skip(score.frame_time, score.dropped)
+            return
+        now = time.time()
+        shadow = track.shadow
+        shadow.window.add(score.frame_time, score.p_fake)
+        stats = shadow.window.stats(now)
+        shadow.statistic = stats.value
+        shadow.verdict = step(shadow.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy,
+                              faces_seen=bool(stats.skipped))
+        if self.record:
+            self._record(crop, score, now, self.shadow.tag.name)
+        self._push_state()
+
+    def _record(self, crop: FaceCrop, score: Score, now: float, model: str) -> None:
+        self.publisher.record_score({
+            "stream_id": self.stream_id, "session": self.session, "track_id": score.track_id,
+            "frame_time": score.frame_time, "evaluated_at": now, "p_fake": score.p_fake, "model": model,
+            "model_id": score.model_id, **{f"q_{k}": v for k, v in crop.quality().items()}})
 
     async def _watch_drift(self, p_fake: float, frame_time: float, now: float) -> None:
         drift = self.drift
@@ -194,6 +266,8 @@ class StreamPipeline:
         self._push_state()
 
     async def _publish(self, event, track: TrackState) -> None:
+        if self.shadow is not None:
+            event.shadow = track.shadow_summary(self.shadow.tag)
         async with self._publishing:
             if track.evidence is not None:  # the evidence first: a subscriber that sees the event finds it
                 await self._publish_evidence(event, track.evidence)
@@ -249,8 +323,11 @@ class StreamPipeline:
         return {
             "verdict": self.verdict, "frames_in": self.frames_in, "crops_scored": self.crops_scored,
             "tracks": {str(t): {"verdict": s.verdict.verdict, "statistic": s.statistic,
-                                "alert_id": s.lifecycle.alert_id, "abstain_reason": s.abstain_reason}
+                                "alert_id": s.lifecycle.alert_id, "abstain_reason": s.abstain_reason,
+                                **({"shadow": s.shadow_summary(self.shadow.tag)} if self.shadow else {})}
                        for t, s in self.tracks.items()},
+            "model": self.model.name, "shadow": self.shadow.tag.name if self.shadow else None,
+            **(self.shadow_state() if self.shadow else {}),
             "abstain_reason": self.abstain_reason,
             "last_frame_at": self.last_frame_at,
         }
@@ -266,10 +343,24 @@ class StreamPipeline:
     def state(self) -> dict:
         """This pipeline's fields of the stream-state hash."""
         statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
-        return {"verdict": self.verdict, "score": max(statistics) if statistics else None,
-                "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
-                "last_frame_at": self.last_frame_at, "instance": self.instance, "abstain_reason": self.abstain_reason,
-                "track_scores": {str(t): s.statistic for t, s in self.tracks.items() if s.statistic is not None}}
+        state = {"verdict": self.verdict, "score": max(statistics) if statistics else None,
+                 "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
+                 "last_frame_at": self.last_frame_at, "instance": self.instance, "abstain_reason": self.abstain_reason,
+                 "track_scores": {str(t): s.statistic for t, s in self.tracks.items() if s.statistic is not None},
+                 "model": self.model.name, "model_id": self.model.model_id}
+        if self.shadow is not None:
+            state.update(self.shadow_state())
+        return state
+
+    def shadow_state(self) -> dict:
+        """The shadow's stream-level view: its most severe track verdict, its highest statistic, and whether it
+        agrees with the model's (both alerting or both not)."""
+        shadows = [t.shadow for t in self.tracks.values() if t.shadow is not None]
+        verdict = most_severe([s.verdict.verdict for s in shadows])
+        statistics = [s.statistic for s in shadows if s.statistic is not None]
+        return {"shadow_model": self.shadow.tag.name, "shadow_model_id": self.shadow.tag.model_id,
+                "shadow_verdict": verdict, "shadow_score": max(statistics) if statistics else None,
+                "shadow_agrees": (verdict in ALERTING) == (self.verdict in ALERTING)}
 
     def _push_state(self, force: bool = False) -> None:
         now = time.time()

@@ -22,7 +22,7 @@ from .alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
 from .errors import InputError, Unavailable
 from .faces.quality import FEATURES
 
-COLUMNS = ["stream_id", "session", "track_id", "frame_time", "evaluated_at", "p_fake", "model_id", "label",
+COLUMNS = ["stream_id", "session", "track_id", "frame_time", "evaluated_at", "p_fake", "model", "model_id", "label",
            *(f"q_{name}" for name in FEATURES)]
 PAGE = 5000
 

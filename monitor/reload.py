@@ -1,6 +1,6 @@
 """What a reload (SIGHUP) changes: a pure comparison of the running config with the new file.
 
-Most keys apply at once. Those that need a new process (the model and its devices, the worker, the Redis
+Most keys apply at once. Those that need a new process (the models and their devices, the worker, the Redis
 connection, the HTTP address, the spool folder, the instance id) keep their running values until a restart;
 the plan names them, so the log and systemd's STATUS= can say so.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import MonitorConfig, masked
 
-NEEDS_RESTART = ("instance", "model", "worker", "redis", "sinks", "http.host", "http.port", "http.tls",
+NEEDS_RESTART = ("instance", "model", "models", "worker", "redis", "sinks", "http.host", "http.port", "http.tls",
                  "http.tls_cert", "http.tls_key", "http.tls_dir", "http.plain_metrics", "alerts.spool_dir")
 
 
@@ -47,7 +47,8 @@ def plan_reload(old: MonitorConfig, new: MonitorConfig) -> ReloadPlan:
     changes = [Change(key, shown_before.get(key), shown_after.get(key)) for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) or (key in before) != (key in after)]
     running = new.model_copy(update={
-        "instance": old.instance, "model": old.model, "worker": old.worker, "redis": old.redis, "sinks": old.sinks,
+        "instance": old.instance, "model": old.model, "models": old.models, "worker": old.worker, "redis": old.redis,
+        "sinks": old.sinks,
         "http": new.http.model_copy(update={k: getattr(old.http, k) for k in (
             "host", "port", "tls", "tls_cert", "tls_key", "tls_dir", "plain_metrics")}),
         "alerts": new.alerts.model_copy(update={"spool_dir": old.alerts.spool_dir}),

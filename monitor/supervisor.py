@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from .config import MonitorConfig, StreamConfig
 from .contracts import SessionEnded
+from .errors import ConfigError
 from .faces.pipeline import FaceCropper
 from .logs import get
 from .pipeline import StreamPipeline
@@ -75,9 +76,12 @@ class StreamHandle:
 
 
 class StreamSupervisor:
-    def __init__(self, config: MonitorConfig, model, publisher, metrics):
-        """`model`: the loaded model (pool, tag, face template); `metrics`: the daemon's metrics."""
-        self.config, self.model, self.publisher, self.metrics = config, model, publisher, metrics
+    def __init__(self, config: MonitorConfig, models, publisher, metrics):
+        """`models`: the loaded models by name (pool, tag, face template; the first is the default), or one
+        loaded model; `metrics`: the daemon's metrics."""
+        if not isinstance(models, dict):
+            models = {models.name: models}
+        self.config, self.models, self.publisher, self.metrics = config, models, publisher, metrics
         self.handles: dict[str, StreamHandle] = {}
         self._lock = asyncio.Lock()  # one change at a time: the file, the API and the cluster may race
         self._restarts: dict[str, asyncio.TimerHandle] = {}
@@ -117,14 +121,18 @@ class StreamSupervisor:
                 outcome[stream_id] = "removed"
             for stream_id, stream in desired.items():
                 handle = self.handles.get(stream_id)
-                if handle is None:
-                    await self._add(StreamPlan.of(stream, self.config), origin)
-                    outcome[stream_id] = "added"
-                else:
-                    if handle.origin != origin:
-                        log.warning("stream taken over", stream_id=stream_id, was=handle.origin, now=origin)
-                        handle.origin = origin
-                    outcome[stream_id] = await self._change(handle, StreamPlan.of(stream, self.config))
+                try:
+                    if handle is None:
+                        await self._add(StreamPlan.of(stream, self.config), origin)
+                        outcome[stream_id] = "added"
+                    else:
+                        if handle.origin != origin:
+                            log.warning("stream taken over", stream_id=stream_id, was=handle.origin, now=origin)
+                            handle.origin = origin
+                        outcome[stream_id] = await self._change(handle, StreamPlan.of(stream, self.config))
+                except ConfigError as e:  # e.g. a model the file added since the start: the others go on
+                    log.error("stream not applied", stream_id=stream_id, error=str(e))
+                    outcome[stream_id] = "error"
             return outcome
 
     async def add(self, stream: StreamConfig, origin: str = API) -> None:
@@ -158,6 +166,12 @@ class StreamSupervisor:
     async def _change(self, handle: StreamHandle, plan: StreamPlan) -> str:
         old = handle.plan
         if (plan.config.url, plan.config.token) != (old.config.url, old.config.token):
+            origin = handle.origin
+            await self._remove(handle.stream_id, "stream_ended")
+            await self._add(plan, origin)
+            return "restarted"
+        if (plan.config.model, plan.config.shadow) != (old.config.model, old.config.shadow):
+            self._models_of(plan)  # a model that is not loaded: the stream stays as it was
             origin = handle.origin
             await self._remove(handle.stream_id, "stream_ended")
             await self._add(plan, origin)
@@ -208,19 +222,31 @@ class StreamSupervisor:
 
     # --- one stream ------------------------------------------------------------------------------------------
 
+    def _models_of(self, plan: StreamPlan):
+        """The stream's model and shadow (or None), loaded; a name that is not (a model added to the file
+        needs a restart) is a ConfigError naming the key."""
+        name = plan.config.model or next(iter(self.models))
+        for key, wanted in (("model", name), ("shadow", plan.config.shadow)):
+            if wanted is not None and wanted not in self.models:
+                raise ConfigError(f"streams.{plan.config.id}.{key}: no model named {wanted!r} is loaded "
+                                  f"(loaded: {', '.join(self.models)}; models added to the file need a restart)")
+        return self.models[name], self.models.get(plan.config.shadow) if plan.config.shadow else None
+
     async def _add(self, plan: StreamPlan, origin: str) -> StreamHandle:
         stream_id = plan.config.id
+        model, shadow = self._models_of(plan)
+        cropper = FaceCropper(self.config.faces, template=model.face_template, quality=self.config.quality,
+                              shadow_template=shadow.face_template if shadow else None)
         pipeline = StreamPipeline(
-            stream_id, FaceCropper(self.config.faces, template=self.model.face_template, quality=self.config.quality),
-            self.model.pool,
-            self.publisher, plan.window, plan.verdict, self.model.tag, self.config.instance,
+            stream_id, cropper, model.pool, self.publisher, plan.window, plan.verdict, model.tag, self.config.instance,
             self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence,
-            record=self.config.record.enabled and plan.config.record, drift=await self._drift(plan))
+            record=self.config.record.enabled and plan.config.record, drift=await self._drift(plan), shadow=shadow)
         handle = StreamHandle(plan, origin, self._source(plan), pipeline)
         pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
         self.handles[stream_id] = handle
         self._start(handle)
-        log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin)
+        log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin, model=model.name,
+                 shadow=shadow.name if shadow else None)
         return handle
 
     async def _drift(self, plan: StreamPlan) -> DriftTracker | None:

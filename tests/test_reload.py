@@ -14,7 +14,8 @@ def test_changes_are_listed_key_by_key_masked_and_restart_keys_keep_their_runnin
     changes = {c.key: c for c in plan.changes}
     assert set(changes) == {"model.path", "http.port", "http.token", "verdict.suspicious", "window.seconds",
                             "streams.a.url", "streams.b.id", "streams.b.url", "streams.b.token", "streams.b.sampling",
-                            "streams.b.window", "streams.b.verdict", "streams.b.record", "streams.b.drift_baseline"}
+                            "streams.b.window", "streams.b.verdict", "streams.b.record", "streams.b.drift_baseline",
+                            "streams.b.model", "streams.b.shadow"}
     assert plan.needs_restart == ["http.port", "model.path"]
     assert changes["http.token"].old == changes["http.token"].new == "***"  # changed, never shown
     assert changes["streams.a.url"].new == "rtsp://u:***@h/x"

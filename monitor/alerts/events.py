@@ -23,6 +23,8 @@ class ModelTag:
     precision: str
     untrained: bool = False
     sha256: str | None = None  # the published checkpoint's, for evidence and reports
+    name: str = "default"  # the config's name for it ([models.<name>])
+    backbone: str = "clip"
 
 
 @dataclass
@@ -42,6 +44,7 @@ class AlertEvent:
     model: dict
     times: dict
     instance: str
+    shadow: dict | None = None  # the stream's shadow model on this track: statistic, verdict, agreement
     event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     schema: str = SCHEMA
 
@@ -51,7 +54,7 @@ class AlertEvent:
             "seq": self.seq, "stream_id": self.stream_id, "track_id": self.track_id, "verdict": self.verdict,
             "peak_verdict": self.peak_verdict, "close_reason": self.close_reason, "statistic": self.statistic,
             "thresholds": self.thresholds, "window": self.window, "evidence": self.evidence, "model": self.model,
-            "times": self.times, "instance": self.instance,
+            "times": self.times, "instance": self.instance, "shadow": self.shadow,
         }
 
     def to_json(self) -> str:
@@ -112,7 +115,8 @@ class AlertLifecycle:
             evidence={"crops_scored": stats.crops, "crops_skipped": dict(stats.skipped),
                       "window_span_s": round(stats.span_s, 3), "abstain_reason":
                       stats.abstain_reason if stats.crops < self.window.min_crops else None},
-            model={"id": self.model.model_id, "precision": self.model.precision, "untrained": self.model.untrained},
+            model={"id": self.model.model_id, "name": self.model.name, "backbone": self.model.backbone,
+                   "precision": self.model.precision, "untrained": self.model.untrained},
             times={"first_frame": stats.first_frame, "last_frame": stats.last_frame, "scored_at": now,
                    "opened_at": self._opened_at, "published_at": None},
             instance=self.instance,

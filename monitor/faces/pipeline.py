@@ -39,8 +39,11 @@ class FaceCropper:
     """One per stream (it holds that stream's tracker); not thread-safe."""
 
     def __init__(self, settings: FaceSettings, template: str = "deepfakebench", detector: FaceDetector | None = None,
-                 tracker: FaceTracker | None = None, quality: QualitySettings | None = None):
+                 tracker: FaceTracker | None = None, quality: QualitySettings | None = None,
+                 shadow_template: str | None = None):
+        """`shadow_template`: a second model's template; when it differs, each crop is also aligned with it."""
         self.settings, self.template = settings, template
+        self.shadow_template = shadow_template if shadow_template != template else None
         self.quality = quality or QualitySettings()
         # The detector sees everything down to a low floor; the confidence gate below counts what it rejects.
         self.detector = detector or FaceDetector(settings.detector_model, min_confidence=min(0.3, settings.min_confidence))
@@ -74,8 +77,11 @@ class FaceCropper:
                 skipped[reason] += 1
                 skipped_tracks.append((track_id, reason))
                 continue
+            shadow = (align(frame.image, detection.keypoints, self.shadow_template).crop
+                      if self.shadow_template else None)
             crops.append(FaceCrop(frame.stream_id, track_id, frame.seq, frame.captured_at, aligned.crop,
-                                  detection.score, aligned.interocular_px, aligned.residual, detection.box, measured))
+                                  detection.score, aligned.interocular_px, aligned.residual, detection.box, measured,
+                                  shadow))
         return CropResult(crops, skipped, skipped_tracks)
 
     def close(self) -> None:

@@ -1,4 +1,8 @@
-"""The detector's network: open_clip's CLIP ViT visual tower plus the paper's LinearNorm head."""
+"""The detector's network: a ViT backbone's image feature, L2-normalised, into the paper's linear head.
+
+CLIP ViT-L/14 (the paper's and GenD's) is open_clip's visual tower, here; GenD's Perception Encoder and DINOv3
+backbones are in `backbones.py`. `build_network` makes the one an `Architecture` names.
+"""
 
 from __future__ import annotations
 
@@ -17,16 +21,26 @@ from .errors import CheckpointError
 HEAD_DIM = 64
 
 
+BACKBONES = ("clip", "pe", "dinov3")  # kinds of backbone: open_clip CLIP ViT, timm PE (Eva), transformers DINOv3
+
+
 @dataclass(frozen=True)
 class Architecture:
     """Everything needed to build the network; the published files only imply it through tensor shapes."""
 
-    image_size: int = 224
+    backbone: str = "clip"
+    image_size: int = 224  # what the network runs at
     patch_size: int = 14
     width: int = 1024
     layers: int = 24
     mlp_width: int = 4096
     num_classes: int = 2
+    registers: int = 0  # DINOv3's register tokens
+    native_image_size: int = 0  # PE: the size its position embedding was trained at (resampled once at load)
+
+    def __post_init__(self):
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone kind {self.backbone!r}")
 
     @property
     def heads(self) -> int:
@@ -37,22 +51,55 @@ class Architecture:
 
     @classmethod
     def from_json(cls, text: str) -> "Architecture":
-        return cls(**json.loads(text))
+        return cls(**json.loads(text))  # files written before other backbones existed say nothing: CLIP
 
     def describe(self) -> str:
-        name = "ViT-L/14" if self == VIT_L14 else "custom ViT"
+        name = {VIT_L14: "CLIP ViT-L/14", PE_L14: "PE-L/14", DINOV3_L16: "DINOv3 ViT-L/16"}.get(
+            self, f"custom {self.backbone} ViT")
+        extra = f", {self.registers} registers" if self.registers else ""
+        extra += f", position grid of {self.native_image_size}" if self.native_image_size else ""
         return (f"{name} (image {self.image_size}, patch {self.patch_size}, width {self.width}, "
-                f"{self.layers} blocks, {self.heads} heads, MLP {self.mlp_width}, {self.num_classes} classes)")
+                f"{self.layers} blocks, {self.heads} heads, MLP {self.mlp_width}{extra}, {self.num_classes} classes)")
 
 
 VIT_L14 = Architecture()
+PE_L14 = Architecture(backbone="pe", native_image_size=336)  # GenD runs it at 224
+DINOV3_L16 = Architecture(backbone="dinov3", patch_size=16, registers=4)
 
 
-class DeepfakeDetector(nn.Module):
+class LinearNormDetector(nn.Module):
+    """backbone feature -> L2 normalise -> Linear; class 1 is fake. The logits are computed in fp32 whatever
+    the backbone's precision: the head is tiny, and the authors' softmax also stays in fp32 under bf16-mixed."""
+
+    head: nn.Linear
+
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def adapt_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The checkpoint's tensors (native naming) as this module names them."""
+        return state_dict
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Normalised pixels [N, 3, S, S] -> logits [N, num_classes] in fp32."""
+        features = self.features(pixels)
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            unit = F.normalize(features.float(), dim=-1)
+            return F.linear(unit, self.head.weight.float(), self.head.bias.float())
+
+
+def build_network(arch: Architecture) -> LinearNormDetector:
+    if arch.backbone == "clip":
+        return DeepfakeDetector(arch)
+    from .backbones import DinoV3Detector, PerceptionEncoderDetector
+
+    return (PerceptionEncoderDetector if arch.backbone == "pe" else DinoV3Detector)(arch)
+
+
+class DeepfakeDetector(LinearNormDetector):
     """CLIP visual tower (QuickGELU, no projection) -> L2 normalise -> Linear. Class 1 is fake.
 
-    The logits are computed in fp32 whatever the tower's precision: the head is tiny, and the
-    authors' LayerNorm / softmax also stay in fp32 under bf16-mixed.
+    LayerNorms compute in fp32 whatever the tower's precision, as the authors' do under bf16-mixed.
     """
 
     def __init__(self, arch: Architecture):
@@ -78,15 +125,30 @@ class DeepfakeDetector(nn.Module):
         self.visual.proj = None  # the paper's feature is post_layernorm(CLS), without CLIP's projection
         self.head = nn.Linear(arch.width, arch.num_classes)
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        """Normalised pixels [N, 3, S, S] -> logits [N, num_classes] in fp32."""
-        features = self.visual(pixels)
-        with torch.autocast(device_type=features.device.type, enabled=False):
-            unit = F.normalize(features.float(), dim=-1)
-            return F.linear(unit, self.head.weight.float(), self.head.bias.float())
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        return self.visual(pixels)
 
 
 def infer_architecture(state_dict: dict[str, torch.Tensor]) -> Architecture:
+    """Read the architecture from the tensor shapes of a native-named state dict (any backbone)."""
+    if any(k.startswith("backbone.") for k in state_dict):
+        from .backbones import infer_backbone_architecture
+
+        return infer_backbone_architecture(state_dict)
+    return infer_clip_architecture(state_dict)
+
+
+def check_head(state_dict: dict[str, torch.Tensor], width: int) -> None:
+    head = state_dict.get("head.weight")
+    if head is None or "head.bias" not in state_dict:
+        raise CheckpointError("missing tensor 'head.weight' or 'head.bias': no LinearNorm head")
+    if head.ndim != 2 or head.shape[1] != width:
+        raise CheckpointError(f"head weight has shape {list(head.shape)}, expected [2, {width}]")
+    if head.shape[0] != 2:
+        raise CheckpointError(f"head has {head.shape[0]} classes; the detector is binary (real, fake)")
+
+
+def infer_clip_architecture(state_dict: dict[str, torch.Tensor]) -> Architecture:
     """Read the architecture from tensor shapes of an open_clip-named state dict."""
     def need(key: str) -> torch.Tensor:
         if key not in state_dict:
@@ -106,12 +168,8 @@ def infer_architecture(state_dict: dict[str, torch.Tensor]) -> Architecture:
     if not blocks or blocks != set(range(len(blocks))):
         raise CheckpointError(f"transformer blocks are missing or not numbered 0..n-1 (found {sorted(blocks)})")
     mlp_width = need("visual.transformer.resblocks.0.mlp.c_fc.weight").shape[0]
-    head = need("head.weight")
-    if head.ndim != 2 or head.shape[1] != width:
-        raise CheckpointError(f"head weight has shape {list(head.shape)}, expected [2, {width}]")
-    if head.shape[0] != 2:
-        raise CheckpointError(f"head has {head.shape[0]} classes; the detector is binary (real, fake)")
+    check_head(state_dict, width)
     if width % HEAD_DIM:
         raise CheckpointError(f"width {width} is not a multiple of the CLIP head size {HEAD_DIM}")
     return Architecture(image_size=grid * patch, patch_size=patch, width=width, layers=len(blocks),
-                        mlp_width=mlp_width, num_classes=head.shape[0])
+                        mlp_width=mlp_width)

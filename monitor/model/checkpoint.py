@@ -3,9 +3,11 @@
 Three formats load through `read_checkpoint`:
 - `lightning`: the Lightning `model.ckpt` of yermandy/deepfake-detection (transformers CLIP names
   wrapped by peft LN-tuning); read with `torch.load(weights_only=True)`, so nothing in it can run code;
-- `gend`: GenD's `model.safetensors` with its `config.json` beside it;
-- `native`: this project's safetensors in open_clip naming, with metadata (see `write_native`).
-All are returned in open_clip naming (`visual.*`, `head.*`), every source tensor consumed exactly once.
+- `gend`: GenD's `model.safetensors` with its `config.json` beside it, on any of its three backbones (CLIP
+  ViT-L/14, Perception Encoder L/14, DINOv3 ViT-L/16; the config's `backbone` says which);
+- `native`: this project's safetensors with metadata (see `write_native`).
+All are returned in native naming, every source tensor consumed exactly once: open_clip's (`visual.*`) for
+CLIP, `backbone.*` (GenD's names under its `feature_extractor.backbone.`) for PE and DINOv3, and `head.*`.
 """
 
 from __future__ import annotations
@@ -23,15 +25,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .architecture import Architecture, infer_architecture
+from .backbones import DINOV3_NAME, PE_NAME, canonical_dinov3_name
 from .errors import CheckpointError
 
 NATIVE_FORMAT = "deepfake-monitor/detector/v1"
-SUPPORTED_BACKBONES = ("openai/clip-vit-large-patch14",)
+CLIP_NAME = "openai/clip-vit-large-patch14"
+BACKBONE_KINDS = {CLIP_NAME: "clip", PE_NAME: "pe", DINOV3_NAME: "dinov3"}  # GenD's config `backbone` -> kind
+SUPPORTED_BACKBONES = tuple(BACKBONE_KINDS)
+GEND_REPOS = {"clip": "yermandy/GenD_CLIP_L_14", "pe": "yermandy/GenD_PE_L", "dinov3": "yermandy/GenD_DINOv3_L"}
 SUPPORTED_HEADS = ("LinearNorm",)
 FACE_TEMPLATES = ("deepfakebench", "gend")
 
 LIGHTNING_PREFIX = "feature_extractor.base_model.model.vision_model."
 GEND_PREFIX = "feature_extractor.vision_model."
+GEND_BACKBONE_PREFIX = "feature_extractor.backbone."
 GEND_DROPPED = ("feature_extractor.visual_projection.weight",)  # CLIP's projection: the paper does not use it
 HEAD_KEYS = {"model.linear.weight": "head.weight", "model.linear.bias": "head.bias"}
 
@@ -107,6 +114,8 @@ def _read_lightning(path: Path) -> Checkpoint:
     if not isinstance(hparams, dict):
         raise CheckpointError(f"{path}: no 'hyper_parameters' in the checkpoint: cannot tell its backbone and head")
     backbone, head = _check_backbone_and_head(path, hparams)
+    if BACKBONE_KINDS[backbone] != "clip":
+        raise CheckpointError(f"{path}: a Lightning checkpoint of {backbone}: only CLIP ones are published")
     state_dict = _map_hf_vision(path, obj["state_dict"], LIGHTNING_PREFIX, dropped=())
     sha = sha256_file(path)
     return _finish(state_dict, "lightning", sha, "deepfakebench", backbone, head,
@@ -134,9 +143,17 @@ def _read_safetensors(path: Path) -> Checkpoint:
     if not isinstance(config, dict):
         raise CheckpointError(f"{config_path}: expected a JSON object")
     backbone, head = _check_backbone_and_head(config_path, config)
-    state_dict = _map_hf_vision(path, tensors, GEND_PREFIX, dropped=GEND_DROPPED)
+    kind = BACKBONE_KINDS[backbone]
+    if kind == "clip":
+        state_dict = _map_hf_vision(path, tensors, GEND_PREFIX, dropped=GEND_DROPPED)
+    else:
+        state_dict = _map_gend_backbone(path, tensors, kind)
     sha = sha256_file(path)
-    return _finish(state_dict, "gend", sha, "gend", backbone, head, model_id=f"yermandy/GenD_CLIP_L_14@{sha[:12]}")
+    checkpoint = _finish(state_dict, "gend", sha, "gend", backbone, head, model_id=f"{GEND_REPOS[kind]}@{sha[:12]}")
+    if checkpoint.architecture.backbone != kind:
+        raise CheckpointError(f"{path}: config.json says {backbone} but the tensors are a "
+                              f"{checkpoint.architecture.backbone} backbone's")
+    return checkpoint
 
 
 def _read_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> Checkpoint:
@@ -150,9 +167,14 @@ def _read_native(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
         declared = Architecture.from_json(metadata["architecture"])
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: unreadable architecture metadata ({_short(e)})") from None
+    backbone = metadata.get("backbone", CLIP_NAME)  # files written before other backbones existed: CLIP
+    if backbone not in BACKBONE_KINDS:
+        raise CheckpointError(f"{path}: unsupported backbone {backbone!r}; supported: {', '.join(SUPPORTED_BACKBONES)}")
     checkpoint = _finish(tensors, metadata["source_format"], metadata["source_sha256"], metadata["face_template"],
-                         metadata.get("backbone", SUPPORTED_BACKBONES[0]), metadata.get("head", SUPPORTED_HEADS[0]),
-                         model_id=metadata["model_id"])
+                         backbone, metadata.get("head", SUPPORTED_HEADS[0]), model_id=metadata["model_id"])
+    if checkpoint.architecture.backbone != BACKBONE_KINDS[backbone]:
+        raise CheckpointError(f"{path}: the metadata says {backbone} but the tensors are a "
+                              f"{checkpoint.architecture.backbone} backbone's")
     if checkpoint.architecture != declared:
         raise CheckpointError(f"{path}: tensors imply {checkpoint.architecture.describe()} but the metadata "
                               f"says {declared.describe()}")
@@ -241,6 +263,22 @@ def _map_hf_vision(path: Path, source: dict, prefix: str, dropped: tuple[str, ..
         # nn.MultiheadAttention packs the projections as [q; k; v] in that order.
         _put(path, out, f"visual.transformer.resblocks.{layer}.attn.in_proj_{kind}",
              torch.cat([parts["q"], parts["k"], parts["v"]], 0), f"layer {layer} q/k/v {kind}")
+    return out
+
+
+def _map_gend_backbone(path: Path, source: dict, kind: str) -> dict[str, torch.Tensor]:
+    """GenD's PE or DINOv3 file: `feature_extractor.backbone.X` -> `backbone.X`, the head -> `head.*`."""
+    out: dict[str, torch.Tensor] = {}
+    for key, tensor in source.items():
+        if not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"{path}: state entry {key!r} is not a tensor")
+        if key in HEAD_KEYS:
+            _put(path, out, HEAD_KEYS[key], tensor, key)
+        elif key.startswith(GEND_BACKBONE_PREFIX):
+            name = key[len(GEND_BACKBONE_PREFIX):]
+            _put(path, out, "backbone." + (canonical_dinov3_name(name) if kind == "dinov3" else name), tensor, key)
+        else:
+            raise CheckpointError(f"{path}: unexpected tensor {key!r} (expected names under {GEND_BACKBONE_PREFIX!r})")
     return out
 
 

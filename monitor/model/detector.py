@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from open_clip.transformer import LayerNormFp32
 from PIL import Image
 from torch import nn
 
 from . import PRECISIONS
-from .architecture import VIT_L14, Architecture, DeepfakeDetector
+from .architecture import VIT_L14, Architecture, LinearNormDetector, build_network
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from .graphs import GraphSet
 from .preprocess import normalise_uint8_batch, pil_batch
@@ -61,12 +62,13 @@ class ModelInfo:
 class Detector:
     """Scores aligned face crops. `p_fake` is softmax(logits)[:, 1]."""
 
-    def __init__(self, network: DeepfakeDetector, info: ModelInfo, device: str | None = None,
+    def __init__(self, network: LinearNormDetector, info: ModelInfo, device: str | None = None,
                  precision: str | None = None):
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.info = info
         self.image_size = info.architecture.image_size
+        self.backbone = info.architecture.backbone  # which preprocessing
         self.network = _place(network, self.device, self.precision)
         self.input_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision, torch.float32)
         self._graphs: GraphSet | None = None
@@ -79,11 +81,11 @@ class Detector:
     @classmethod
     def from_checkpoint(cls, checkpoint: Checkpoint, device: str | None = None,
                         precision: str | None = None) -> "Detector":
-        network = DeepfakeDetector(checkpoint.architecture)
+        network = build_network(checkpoint.architecture)
         fit = f"checkpoint does not fit {checkpoint.architecture.describe()}"
         try:
             # strict: every parameter filled and every tensor used (checked below, for a readable message)
-            result = network.load_state_dict(checkpoint.state_dict, strict=False)
+            result = network.load_state_dict(network.adapt_state_dict(checkpoint.state_dict), strict=False)
         except RuntimeError as e:  # shape mismatches
             details = [line.strip() for line in str(e).splitlines()[1:] if line.strip()]
             raise CheckpointError(f"{fit}: {'; '.join(details[:3]) or e}") from None
@@ -101,7 +103,7 @@ class Detector:
         Its scores mean nothing; `info.untrained` marks every output that comes from it."""
         torch.manual_seed(seed)
         info = ModelInfo("untrained-random-init", arch, "deepfakebench", "none", untrained=True)
-        return cls(DeepfakeDetector(arch), info, device=device, precision=precision)
+        return cls(build_network(arch), info, device=device, precision=precision)
 
     def autocast(self):
         if self.precision == "bf16-autocast":
@@ -141,8 +143,9 @@ class Detector:
         return torch.softmax(self.logits(pixels), dim=-1)[:, 1].float().cpu().numpy()
 
     def score_images(self, images: list[Image.Image], batch_size: int = 16) -> np.ndarray:
-        """The reference path: PIL preprocessing (bit-identical to CLIPImageProcessor)."""
-        scores = [self.p_fake(pil_batch(images[i:i + batch_size], self.image_size))
+        """The reference path: the backbone's reference preprocessing (CLIP: bit-identical to
+        CLIPImageProcessor)."""
+        scores = [self.p_fake(pil_batch(images[i:i + batch_size], self.image_size, self.backbone))
                   for i in range(0, len(images), batch_size)]
         return np.concatenate(scores) if scores else np.zeros(0, dtype=np.float32)
 
@@ -152,16 +155,17 @@ class Detector:
         crops = torch.as_tensor(crops)
         if self.device.type == "cuda":
             crops = crops.pin_memory().to(self.device, non_blocking=True)
-        return self.p_fake(normalise_uint8_batch(crops, self.image_size))
+        return self.p_fake(normalise_uint8_batch(crops, self.image_size, self.backbone))
 
 
 def _place(network: nn.Module, device: torch.device, precision: str) -> nn.Module:
     network = network.to(device).eval().requires_grad_(False)
     if precision in ("bf16", "fp16"):
         network.to(torch.bfloat16 if precision == "bf16" else torch.float16)
-        # LayerNorms and the head keep fp32 parameters: LayerNormFp32 computes in fp32 with them.
+        # CLIP's LayerNorms and the head keep fp32 parameters: LayerNormFp32 computes in fp32 with them.
+        # (timm's and transformers' LayerNorms take the weights' dtype: they stay in it.)
         for module in network.modules():
-            if isinstance(module, nn.LayerNorm):
+            if isinstance(module, LayerNormFp32):
                 module.float()
         network.head.float()
     if device.type == "cuda":

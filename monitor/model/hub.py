@@ -16,6 +16,8 @@ from .errors import HubUnavailable
 PUBLISHED = {
     "yermandy/deepfake-detection": ("model.ckpt", ()),
     "yermandy/GenD_CLIP_L_14": ("model.safetensors", ("config.json",)),
+    "yermandy/GenD_PE_L": ("model.safetensors", ("config.json",)),  # Perception Encoder L/14
+    "yermandy/GenD_DINOv3_L": ("model.safetensors", ("config.json",)),  # DINOv3 ViT-L/16
 }
 DEFAULT_REPO = "yermandy/deepfake-detection"
 PROBE_SECONDS = 4.0

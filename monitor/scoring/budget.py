@@ -22,8 +22,7 @@ from pathlib import Path
 
 from ..errors import EXIT_FAILURE, InputError
 from .replay import Sample, Track, count, replay_all, window_statistics
-from .verdict import MANIPULATED
-from .verdict import VerdictPolicy
+from .verdict import MANIPULATED, VerdictPolicy
 from .window import WindowPolicy
 
 
@@ -38,6 +37,7 @@ class TooFewHours(CalibrationError):
 
 
 MAX_GAP_S = 60.0
+LINE = "\0line"  # each CSV row's line number, kept through filtering for error messages
 CONFIDENCE = 0.95
 ALMOST_ONE = 0.999999  # thresholds must stay below 1
 
@@ -69,20 +69,42 @@ class Recording:
                          {stream: self.hours.get(stream, 0.0)})
 
 
-def read_recording(path: str | Path) -> Recording:
+def model_of(row: dict) -> str:
+    return row.get("model") or row.get("model_id") or ""
+
+
+def select_model(path, rows: list[dict], model: str | None) -> list[dict]:
+    """The rows of one model (by the config's name or its model id, with or without the @sha); a CSV with
+    several models' scores (a shadow's, or `eval` with several --model) needs one named."""
+    present = sorted({model_of(r) for r in rows})
+    if model is None:
+        if len(present) > 1:
+            raise CalibrationError(f"{path}: scores of several models ({', '.join(present)}): choose one with "
+                                   f"--model (repeat it to compare them)")
+        return rows
+    chosen = [r for r in rows if model in (r.get("model"), r.get("model_id"))
+              or (r.get("model_id") or "").split("@")[0] == model]
+    if not chosen:
+        raise CalibrationError(f"{path}: no scores of model {model!r} (models: {', '.join(present) or 'unnamed'})")
+    return chosen
+
+
+def read_recording(path: str | Path, model: str | None = None) -> Recording:
     """Tracks from a score CSV (`monitor record export`): columns stream_id, track_id, frame_time, p_fake, and
-    optionally session, evaluated_at, label (default real)."""
+    optionally session, evaluated_at, label (default real), model / model_id (see `select_model`)."""
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = [{**row, LINE: number} for number, row in enumerate(csv.DictReader(f), start=2)]
     except OSError as e:
         raise CalibrationError(f"{path}: {e.strerror}") from None
     needed = {"stream_id", "track_id", "frame_time", "p_fake"}
     if not rows or not needed <= set(rows[0]):
         raise CalibrationError(f"{path}: alert-level calibration needs the columns {', '.join(sorted(needed))} (what "
                     f"`monitor record export` writes)")
+    rows = select_model(path, rows, model)
     tracks: dict[str, Track] = {}
-    for number, row in enumerate(rows, start=2):
+    for row in rows:
+        number = row[LINE]
         try:
             frame_time, p = float(row["frame_time"]), float(row["p_fake"])
             evaluated = float(row.get("evaluated_at") or frame_time)
@@ -250,6 +272,36 @@ def measure(recording: Recording, window: WindowPolicy, policy: VerdictPolicy) -
         sum(v >= policy.suspicious for v in values) / len(values) if values else 0.0,
         len(first_alerts) / len(recording.fake) if recording.fake else None,
         statistics.median(first_alerts.values()) if first_alerts else None)
+
+
+def alerted(recording: Recording, window: WindowPolicy, policy: VerdictPolicy) -> set[str]:
+    """The keys of the tracks (authentic and fake) that raise an alert at these thresholds."""
+    return {a.track for a in replay_all([*recording.real, *recording.fake], window, policy)}
+
+
+def agreement(names: list[str], recordings: list[Recording], results: list[BudgetCalibration],
+              window: WindowPolicy, policy: VerdictPolicy) -> list[dict]:
+    """For each pair of models, each at its own calibrated thresholds: on the tracks both scored, how often
+    they agree (both alert or neither), and how many tracks each alerts on alone, authentic and fake apart."""
+    sets, keys = [], []
+    for recording, result in zip(recordings, results):
+        chosen = policy.model_copy(update={"suspicious": result.suspicious,
+                                           "manipulated": result.manipulated or ALMOST_ONE})
+        sets.append(alerted(recording, window, chosen))
+        keys.append({t.key: t.label for t in (*recording.real, *recording.fake)})
+    pairs = []
+    for i in range(len(names)):
+        for j in range(i + 1, len(names)):
+            common = set(keys[i]) & set(keys[j])
+            entry = {"models": [names[i], names[j]], "tracks": len(common)}
+            for label in ("real", "fake"):
+                tracks = {k for k in common if keys[i][k] == label}
+                a, b = sets[i] & tracks, sets[j] & tracks
+                entry[label] = {"tracks": len(tracks), "both": len(a & b), "only_first": len(a - b),
+                                "only_second": len(b - a),
+                                "agree": round(1 - len(a ^ b) / len(tracks), 4) if tracks else None}
+            pairs.append(entry)
+    return pairs
 
 
 def calibrate_budget(recording: Recording, target: float, window: WindowPolicy, policy: VerdictPolicy

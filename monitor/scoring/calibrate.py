@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budget import CalibrationError
+from .budget import LINE, CalibrationError, select_model
 
 
 @dataclass(frozen=True)
@@ -29,21 +29,23 @@ class Calibration:
     achieved_fpr: float
 
 
-def read_scores(path: str | Path) -> dict[str, list[float]]:
+def read_scores(path: str | Path, model: str | None = None) -> dict[str, list[float]]:
     try:
         with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = [{**row, LINE: number} for number, row in enumerate(csv.DictReader(f), start=2)]
     except OSError as e:
         raise CalibrationError(f"{path}: {e.strerror}") from None
     if not rows:
         raise CalibrationError(f"{path}: no rows")
-    columns = set(rows[0])
+    columns = set(rows[0]) - {LINE}
     if "p_fake" not in columns:
         raise CalibrationError(f"{path}: no p_fake column (columns: {', '.join(sorted(columns))})")
+    rows = select_model(path, rows, model)
     group_keys = next((keys for keys in (("video",), ("path",), ("stream_id", "track_id")) if set(keys) <= columns), ())
     order_key = next((k for k in ("index", "frame_time") if k in columns), None)
     groups: dict[str, list[tuple[float, float]]] = {}
-    for number, row in enumerate(rows, start=2):
+    for row in rows:
+        number = row[LINE]
         if "label" in columns and row["label"].strip().lower() != "real":
             continue
         try:
@@ -83,10 +85,10 @@ def threshold_at(values: list[float], fpr: float) -> tuple[float, float]:
 
 
 def calibrate(path: str | Path, fpr: float, window_crops: int = 32, statistic: str = "mean",
-              min_crops: int = 4) -> Calibration:
+              min_crops: int = 4, model: str | None = None) -> Calibration:
     if not 0.0 < fpr < 1.0:
         raise CalibrationError(f"--fpr must be between 0 and 1, got {fpr}")
-    groups = read_scores(path)
+    groups = read_scores(path, model)
     values = window_statistics(groups, window_crops, statistic, min_crops)
     if not values:
         raise CalibrationError(f"{path}: no group has the {min_crops} crops a window needs")

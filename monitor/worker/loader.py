@@ -1,5 +1,5 @@
-"""The daemon's model: a checkpoint (or the untrained demo network) on each configured device, warmed up in an
-inference pool. Every problem is a `ConfigError` naming the key."""
+"""The daemon's models: each a checkpoint (or the untrained demo network) on each of its devices, warmed up in
+its own inference pool. Every problem is a `ConfigError` naming the key (`model.path`, `models.<name>.path`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,32 @@ class LoadedModel:
     tag: ModelTag  # what every alert says about the model
     face_template: str  # how crops must be aligned for it
 
+    @property
+    def name(self) -> str:
+        return self.tag.name
+
+
+def config_key(name: str) -> str:
+    """Where a model's settings are in the file: [model] for `default`, else [models.<name>]."""
+    from ..config import DEFAULT_MODEL
+
+    return "model" if name == DEFAULT_MODEL else f"models.{name}"
+
+
+async def load_models(config, registry) -> dict[str, LoadedModel]:
+    """Every model of the config, by name, in the config's order (the first is the default); one pool each,
+    sharing one set of worker metrics."""
+    metrics = WorkerMetrics(registry)
+    models: dict[str, LoadedModel] = {}
+    try:
+        for name, settings in config.model_table.items():
+            models[name] = await load_model(settings, config.worker, metrics, name)
+    except BaseException:
+        for loaded in models.values():
+            await loaded.pool.stop(drain=False)
+        raise
+    return models
+
 
 def checkpoint_path(configured: str | None) -> str | None:
     """The configured checkpoint, else one pulled by `monitor model pull`, else None."""
@@ -34,7 +60,7 @@ def checkpoint_path(configured: str | None) -> str | None:
     return next((str(p) for p in pulled if p.is_file()), None)
 
 
-def check_devices(devices: list[str]) -> list:
+def check_devices(devices: list[str], key: str = "model") -> list:
     """`auto` -> None (the first GPU, else the CPU); anything this host lacks is a configuration error."""
     from ..model import resolve_device
 
@@ -46,26 +72,27 @@ def check_devices(devices: list[str]) -> list:
         try:
             resolved.append(str(resolve_device(device)))
         except ValueError as e:
-            raise ConfigError(f"model.devices: {e}") from None
+            raise ConfigError(f"{key}.devices: {e}") from None
     return resolved
 
 
-async def load_model(model, worker, registry) -> LoadedModel:
-    """`model` and `worker` are the config's sections; metrics go to `registry`."""
+async def load_model(model, worker, metrics, name: str = "default") -> LoadedModel:
+    """`model` and `worker` are the config's sections; `metrics` a registry or shared WorkerMetrics."""
     from ..model import VIT_L14, Architecture, Detector
 
-    devices = check_devices(model.devices)
+    key = config_key(name)
+    devices = check_devices(model.devices, key)
     path = checkpoint_path(model.path)
     if path is None and not model.allow_untrained:
-        raise ConfigError("model.path: no checkpoint given and none pulled (`monitor model pull`); set "
-                          "model.allow_untrained = true to run the untrained demo network")
+        raise ConfigError(f"{key}.path: no checkpoint given and none pulled (`monitor model pull`); set "
+                          f"{key}.allow_untrained = true to run the untrained demo network")
 
     def load():
         if path is not None:
             try:
                 return [Detector.load(path, device=d, precision=model.precision) for d in devices]
             except CheckpointError as e:
-                raise ConfigError(f"model.path: {e}") from None
+                raise ConfigError(f"{key}.path: {e}") from None
         arch = VIT_L14 if model.size == "L14" else Architecture(width=128, layers=2, mlp_width=512)
         log.warning("UNTRAINED MODEL: no checkpoint found; scores MEAN NOTHING and every alert is marked "
                     "untrained. Install the weights with `monitor model pull`.")
@@ -80,7 +107,11 @@ async def load_model(model, worker, registry) -> LoadedModel:
     config = WorkerConfig(max_batch=worker.max_batch, max_wait_ms=worker.max_wait_ms, staleness_ms=worker.staleness_ms,
                           queue_capacity=worker.queue_capacity, buckets=tuple(worker.buckets),
                           cuda_graphs=worker.cuda_graphs, compile=worker.compile, cpu_threads=worker.cpu_threads)
-    pool = InferencePool(detectors, config, WorkerMetrics(registry))
+    if not isinstance(metrics, WorkerMetrics):
+        metrics = WorkerMetrics(metrics)
+    pool = InferencePool(detectors, config, metrics, name)
     await pool.start()  # warm-up: ready only after it
-    return LoadedModel(pool, ModelTag(first.info.model_id, first.precision, first.info.untrained, first.info.sha256),
-                       first.info.face_template)
+    log.info("model loaded", model=name, model_id=first.info.model_id, backbone=first.info.architecture.backbone,
+             devices=[str(d.device) for d in detectors], precision=first.precision)
+    return LoadedModel(pool, ModelTag(first.info.model_id, first.precision, first.info.untrained, first.info.sha256,
+                                      name, first.info.architecture.backbone), first.info.face_template)

@@ -65,6 +65,7 @@ class DeviceRunner:
     buckets: tuple[int, ...]
     max_batch: int
     metrics: WorkerMetrics
+    model: str = "default"  # the config's name of the model: a label of every metric
     executor: ThreadPoolExecutor = field(init=False)
     last_progress: float = field(default_factory=time.monotonic)
     in_flight: int = 0  # batches handed to the device thread and not yet answered
@@ -76,7 +77,7 @@ class DeviceRunner:
         self.executor = ThreadPoolExecutor(1, thread_name_prefix=f"infer-{self.name}")
         # max_batch is always a bucket; larger buckets are never used.
         self.buckets = tuple(sorted({b for b in self.buckets if b < self.max_batch} | {self.max_batch}))
-        self.metrics.max_batch.labels(self.name).set(self.max_batch)
+        self.metrics.max_batch.labels(self.model, self.name).set(self.max_batch)
 
     def warm_up(self, crop_size: int, cuda_graphs: bool, compile_mode: str | None = None) -> None:
         """Run every bucket once (CUDA: capture graphs; compile: compile each shape) so that no live batch
@@ -114,7 +115,7 @@ class DeviceRunner:
             if len(crops) == 1:
                 raise
             self.max_batch = max(1, min(self.max_batch, len(crops)) // 2)
-            self.metrics.max_batch.labels(self.name).set(self.max_batch)
+            self.metrics.max_batch.labels(self.model, self.name).set(self.max_batch)
             torch.cuda.empty_cache()
             if not self._oom_logged:
                 log.warning("CUDA out of memory: batch limit halved", device=self.name, max_batch=self.max_batch)
@@ -127,14 +128,18 @@ class InferencePool:
     """Fair, deadline-batched inference over one or more devices."""
 
     def __init__(self, detectors: list[Detector], config: WorkerConfig | None = None,
-                 metrics: WorkerMetrics | None = None):
+                 metrics: WorkerMetrics | None = None, name: str = "default"):
+        """`name`: the model's name in the config, which labels the metrics (pools of several models share
+        one `metrics`)."""
         if not detectors:
             raise ValueError("the inference pool needs at least one detector")
         self.config = config or WorkerConfig()
         self.metrics = metrics or WorkerMetrics()
         self.model_id = detectors[0].info.model_id
+        self.name = name
         self.queue = FairQueue(self.config.queue_capacity)
-        self.runners = [DeviceRunner(d, self.config.buckets, self.config.max_batch, self.metrics) for d in detectors]
+        self.runners = [DeviceRunner(d, self.config.buckets, self.config.max_batch, self.metrics, name)
+                        for d in detectors]
         self._changed = asyncio.Event()
         self._dispatchers: list[asyncio.Task] = []
         self._in_flight = 0
@@ -194,7 +199,7 @@ class InferencePool:
             return pending.future
         self._answer(self.queue.put(pending), "queue_full", "evicted by fair admission")
         size = len(self.queue)
-        self.metrics.queue_depth.set(size)
+        self.metrics.queue_depth.labels(self.name).set(size)
         # Wake the dispatchers only when it can matter: a first crop starts a deadline, a batch has just
         # become full. (A crop adds one at most, and dispatchers look again after every batch, so no
         # crossing is missed; waking them on every crop cost more event-loop time than submit itself.)
@@ -231,7 +236,7 @@ class InferencePool:
                 self._answer(self.queue.drop_stale(time.time(), self.config.staleness_ms / 1000), "stale",
                              f"frame older than {self.config.staleness_ms:.0f} ms before inference")
                 batch = self.queue.take(runner.max_batch)
-                self.metrics.queue_depth.set(len(self.queue))
+                self.metrics.queue_depth.labels(self.name).set(len(self.queue))
                 if not batch:
                     continue
                 runner.in_flight += 1
@@ -247,8 +252,8 @@ class InferencePool:
     async def _run_batch(self, runner: DeviceRunner, batch: list[Pending]) -> None:
         started = time.monotonic()
         for item in batch:
-            self.metrics.queue_wait.labels(runner.name).observe(started - item.queued_mono)
-        self.metrics.batch_size.labels(runner.name).observe(len(batch))
+            self.metrics.queue_wait.labels(self.name, runner.name).observe(started - item.queued_mono)
+        self.metrics.batch_size.labels(self.name, runner.name).observe(len(batch))
         loop = asyncio.get_running_loop()
         try:
             p_fake, device_s = await loop.run_in_executor(runner.executor, runner.run_batch,
@@ -257,7 +262,7 @@ class InferencePool:
             self._answer(batch, "shutdown", "worker stopped during inference")
             raise
         except Exception as e:  # one bad batch fails its own futures; the worker goes on
-            self.metrics.failed_batches.labels(runner.name).inc()
+            self.metrics.failed_batches.labels(self.name, runner.name).inc()
             log.error("inference batch failed", batch_size=len(batch), device=runner.name,
                       stream_ids=sorted({item.crop.stream_id for item in batch}), error=f"{type(e).__name__}: {e}")
             error = WorkerError(f"inference failed on {runner.name}: {type(e).__name__}: {e}")
@@ -270,8 +275,8 @@ class InferencePool:
             self._in_flight -= len(batch)
             self._changed.set()  # a dispatcher waiting for its device may go on
         runner.last_progress = time.monotonic()
-        self.metrics.inference.labels(runner.name).observe(device_s)
-        self.metrics.scored.labels(runner.name).inc(len(batch))
+        self.metrics.inference.labels(self.name, runner.name).observe(device_s)
+        self.metrics.scored.labels(self.name, runner.name).inc(len(batch))
         scored_at = time.time()
         for item, p in zip(batch, p_fake):
             if not item.future.done():
@@ -317,6 +322,6 @@ class InferencePool:
     def _answer(self, items: list[Pending], reason: str, detail: str) -> None:
         now = time.time()
         for item in items:
-            self.metrics.dropped.labels(reason).inc()
+            self.metrics.dropped.labels(self.name, reason).inc()
             if not item.future.done():
                 item.future.set_result(self._score(item, None, now, reason, detail))

@@ -104,3 +104,47 @@ def test_eval_rejects_bad_lists(ckpt, tmp_path):
     assert result.returncode == 2 and "label must be real or fake" in result.stderr
     (tmp_path / "nohead.csv").write_text("a,b\n")
     assert run("eval", tmp_path / "nohead.csv", "--model", ckpt).returncode == 2
+
+
+def test_eval_and_calibrate_compare_models(ckpt, face_paths, tmp_path):
+    """Two checkpoints (CLIP and GenD's PE) on the same list: one summary each, their agreement computed from
+    the per-video scores they wrote; calibrate then needs --model on the combined frames file."""
+    import numpy as np
+
+    from tests.support.gend_backbones import make_gend_backbone
+
+    make_gend_backbone(tmp_path / "pe" / "model.safetensors", "pe", seed=4)
+    folders = sorted({p.parent for p in face_paths})
+    with open(tmp_path / "list.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["path", "label"])
+        writer.writeheader()
+        writer.writerows({"path": str(d), "label": "real" if "real" in str(d).lower() else "fake"} for d in folders)
+    result = run("eval", tmp_path / "list.csv", "--model", ckpt, "--model", tmp_path / "pe" / "model.safetensors",
+                 "--out", tmp_path / "videos.csv", "--frames-out", tmp_path / "frames.csv", "--fpr", "0.25")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    first, second = report["models"]
+    assert first["backbone"] == "clip" and second["backbone"] == "pe" and first["videos"] == second["videos"] == 8
+    (pair,) = report["agreement"]
+    assert pair["models"] == [first["model_id"], second["model_id"]] and pair["videos"] == 8
+    videos = list(csv.DictReader(open(tmp_path / "videos.csv")))
+    scores = {m: {v["path"]: float(v["p_fake"]) for v in videos if v["model_id"] == m} for m in pair["models"]}
+    a = np.array([scores[first["model_id"]][p] for p in sorted(scores[first["model_id"]])])
+    b = np.array([scores[second["model_id"]][p] for p in sorted(scores[first["model_id"]])])
+    assert pair["score_correlation"] == pytest.approx(np.corrcoef(a, b)[0, 1], abs=1e-3)
+    # At --fpr 0.25 of 4 real videos, a video is flagged when it scores above the second-highest real video.
+    labels = {v["path"]: v["label"] for v in videos}
+
+    def flagged(model):
+        bar = sorted((s for p, s in scores[model].items() if labels[p] == "real"), reverse=True)[1]
+        return np.array([scores[model][p] > bar for p in sorted(scores[first["model_id"]])])
+
+    same = np.mean(flagged(first["model_id"]) == flagged(second["model_id"]))
+    assert pair["same_call"] == pytest.approx(same, abs=1e-4)
+    # The frames file holds both models' scores: calibrate asks which, and takes several.
+    frames = tmp_path / "frames.csv"
+    assert "several models" in run("calibrate", frames, "--window-crops", "4", "--fpr", "0.2").stderr
+    both = run("calibrate", frames, "--window-crops", "4", "--fpr", "0.2", "--json",
+               "--model", first["model_id"], "--model", second["model_id"].split("@")[0])
+    assert both.returncode == 0, both.stderr
+    assert len(json.loads(both.stdout)["models"]) == 2

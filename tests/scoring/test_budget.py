@@ -150,3 +150,38 @@ def test_bad_inputs_name_the_line(tmp_path):
     result = run_cli(path, "--false-alerts-per-hour", "0.1")
     assert result.returncode == 2 and "stream_id" in result.stderr
     assert run_cli(path, "--false-alerts-per-hour", "0").returncode == 2
+
+
+def test_models_are_calibrated_apart_and_compared(tmp_path):
+    """A recording with a model and its shadow: each calibrated on its own rows; a copy agrees with itself
+    everywhere, a noisier copy less."""
+    import csv
+
+    source = tmp_path / "one.csv"
+    write(source, TraceSpec(hours=12, track_s=60), fake_tracks=10, seed=2)
+    rows = list(csv.DictReader(source.open()))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "models.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, [*rows[0], "model"])
+        writer.writeheader()
+        for row in rows:
+            noisy = float(np.clip(float(row["p_fake"]) + rng.normal(0, 0.15), 0, 1))
+            writer.writerows([{**row, "model": "clip"}, {**row, "model": "copy"},
+                              {**row, "model": "noisy", "p_fake": f"{noisy:.6f}"}])
+    unnamed = run_cli(path, "--false-alerts-per-hour", "1")
+    assert unnamed.returncode == 2 and "several models (clip, copy, noisy)" in unnamed.stderr
+    result = run_cli(path, "--false-alerts-per-hour", "1", "--json", "--model", "clip", "--model", "copy",
+                     "--model", "noisy")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    single = json.loads(run_cli(source, "--false-alerts-per-hour", "1", "--json").stdout)
+    assert report["models"]["clip"]["suspicious"] == single["suspicious"]  # its own rows only
+    pairs = {tuple(p["models"]): p for p in report["agreement"]}
+    same = pairs[("clip", "copy")]
+    assert same["real"]["agree"] == same["fake"]["agree"] == 1.0 and same["fake"]["tracks"] == 10
+    assert same["real"]["only_first"] == same["real"]["only_second"] == 0
+    noisy = pairs[("clip", "noisy")]
+    assert noisy["real"]["agree"] < 1.0 and noisy["real"]["tracks"] == same["real"]["tracks"]
+    text = run_cli(path, "--false-alerts-per-hour", "1", "--model", "clip", "--model", "noisy").stdout
+    assert "# ===== model noisy" in text and "# agreement on" in text

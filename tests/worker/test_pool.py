@@ -32,7 +32,7 @@ def crop(stream="s", i=0, image=None, age=0.0, track=1):
 
 
 def counter(registry, name, **labels):
-    return registry.get_sample_value(name, labels) or 0.0
+    return registry.get_sample_value(name, {"model": "default", **labels}) or 0.0
 
 
 async def started_pool(checkpoint, registry=None, **config):
