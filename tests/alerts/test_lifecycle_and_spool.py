@@ -30,7 +30,8 @@ def test_episode_opened_updated_closed_with_one_id():
     assert doc["schema"] == SCHEMA
     assert doc["evidence"] == {"crops_scored": 12, "crops_skipped": {"low_quality": 2}, "window_span_s": 4.5,
                                "abstain_reason": None}
-    assert doc["thresholds"]["suspicious"] == 0.9 and doc["model"] == {"id": "m@abc", "precision": "fp32",
+    assert doc["thresholds"]["suspicious"] == 0.9 and doc["model"] == {"id": "m@abc", "name": "default",
+                                                                       "backbone": "clip", "precision": "fp32",
                                                                        "untrained": False}
     assert doc["times"]["first_frame"] == 100.0 and doc["times"]["last_frame"] == 104.5
     # A new episode gets a new id.
