@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import console, pages, report
+from .alerts.sinks.redis import OUTAGES, describe_error
 from .alerts.store import summary
 from .auth import Auth
 from .config import masked
-from .errors import ConfigError
+from .errors import ConfigError, MonitorError
 from .redact import redact
 from .supervisor import API, StreamExists
 
@@ -118,6 +120,14 @@ def build_app(daemon) -> web.Application:
             stream = daemon.validate_stream(body)
         except ConfigError as e:
             return error(400, str(e))
+        if daemon.cluster is not None:  # the registry is the fleet's list: some daemon will claim it
+            try:
+                added = await daemon.cluster.registry.add(body)
+            except MonitorError as e:
+                return error(503, str(e))
+            if not added:
+                return error(409, f"stream {stream.id!r} already exists in the registry")
+            return web.json_response({"id": stream.id, "registry": True}, status=201)
         try:
             await daemon.supervisor.add(stream, API)
         except StreamExists:
@@ -134,9 +144,29 @@ def build_app(daemon) -> web.Application:
 
     async def delete_stream(request):
         stream_id = request.match_info["id"]
+        if daemon.cluster is not None:
+            try:
+                removed = await daemon.cluster.registry.remove(stream_id)
+            except MonitorError as e:
+                return error(503, str(e))
+            return web.Response(status=204) if removed else error(404, f"no stream {stream_id!r} in the registry")
         if not await daemon.supervisor.remove(stream_id):
             return error(404, f"no stream {stream_id!r}")
         return web.Response(status=204)
+
+    async def cluster_status(request):
+        """The fleet (members, each registry stream's owner) and what this daemon runs under a lease it trusts."""
+        if daemon.cluster is None:
+            return web.json_response({"enabled": False, "instance": daemon.config.instance})
+        from .cluster.status import fleet
+
+        try:
+            view = await fleet(daemon.cluster.client, daemon.config.redis, daemon.config.cluster.lease_ttl_s)
+        except OUTAGES as e:
+            view = {"error": describe_error(e, daemon.config.redis.url)}
+        return web.json_response({"enabled": True, "instance": daemon.config.instance, "now": time.time(),
+                                  "capacity": daemon.config.cluster.max_streams,
+                                  "held": daemon.cluster.held_status(), **view})
 
     for path, handler in health_handlers(daemon).items():
         app.router.add_get(path, handler)
@@ -146,6 +176,7 @@ def build_app(daemon) -> web.Application:
     app.router.add_get("/streams/{id}", guarded(get_stream))
     app.router.add_delete("/streams/{id}", guarded(delete_stream))
     app.router.add_get("/publish/{id}", publish_page)
+    app.router.add_get("/cluster", guarded(cluster_status))
     add_alert_routes(app, daemon.store, guarded)
     console.add_routes(app, daemon, auth)
     pages.add_static_routes(app)

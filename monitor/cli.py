@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, MonitorError
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, EXIT_OK, ConfigError, MonitorError
 from .redact import redact
 
 EXIT_PARTIAL = EXIT_FAILURE  # some inputs failed, the rest were processed
@@ -229,6 +229,57 @@ def build_parser() -> argparse.ArgumentParser:
     sinks_test.add_argument("--config", required=True, metavar="FILE", help="TOML config")
     sinks_test.add_argument("--json", action="store_true", help="one JSON object per sink")
 
+    def redis_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--redis", default=os.environ.get("MONITOR_REDIS_URL", "redis://127.0.0.1:6379/0"),
+                       metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0 (redis+sentinel:// "
+                                           "for Sentinel)")
+        p.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+
+    streams = commands.add_parser(
+        "streams", help="the cluster's stream registry in Redis",
+        description="Read and change the stream registry that the daemons of a cluster share ([cluster] "
+                    "enabled): each stream is validated as the daemon validates it, secrets stay ${...} references "
+                    "(each daemon resolves them), and every daemon sees the change at once.",
+        epilog="Exit codes: 0 done, 2 invalid stream or file (the message names the key), 3 Redis unreachable.")
+    stream_commands = streams.add_subparsers(dest="streams_command", metavar="ACTION", required=True)
+    add = stream_commands.add_parser("add", help="add a stream (or replace one with --replace)")
+    add.add_argument("id", metavar="ID")
+    add.add_argument("url", metavar="URL", help="as in [[streams]] url (a password as ${NAME}, resolved by each daemon)")
+    add.add_argument("--model", default=None, help="the model that scores it (a [models.<name>] of the daemons)")
+    add.add_argument("--shadow", default=None, help="a shadow model")
+    add.add_argument("--token", default=None, help="a WHEP pull's bearer token (as ${credential:NAME})")
+    add.add_argument("--record", action="store_true", help="record its scores ([record])")
+    add.add_argument("--table", default=None, metavar="JSON", help="more keys, e.g. '{\"sampling\": {\"sample_fps\": 4}}'")
+    add.add_argument("--replace", action="store_true", help="overwrite a stream with the same id")
+    add.add_argument("--config", default=None, metavar="FILE", help="validate against this daemon config's "
+                                                                     "defaults and model names")
+    remove = stream_commands.add_parser("remove", help="remove a stream (its daemon stops it at once)")
+    remove.add_argument("id", metavar="ID")
+    listed = stream_commands.add_parser("list", help="the registry's streams and their owners")
+    listed.add_argument("--json", action="store_true")
+    imported = stream_commands.add_parser("import", help="every [[streams]] table of a TOML file",
+                                          description="Import the [[streams]] tables of FILE.toml (a daemon config "
+                                                      "or a file of streams): all are validated first; none is "
+                                                      "written if one is invalid.")
+    imported.add_argument("file", metavar="FILE.toml")
+    imported.add_argument("--replace", action="store_true", help="overwrite streams already in the registry")
+    imported.add_argument("--prune", action="store_true", help="remove registry streams the file does not have")
+    imported.add_argument("--config", default=None, metavar="FILE", help="validate against this daemon config")
+    for p in (add, remove, listed, imported):
+        redis_options(p)
+
+    cluster = commands.add_parser("cluster", help="the daemons of a cluster",
+                                  description="The fleet as Redis sees it.")
+    cluster_commands = cluster.add_subparsers(dest="cluster_command", metavar="ACTION", required=True)
+    cluster_status = cluster_commands.add_parser(
+        "status", help="live daemons and each stream's owner, lease and fencing token",
+        description="Print the daemons (live, last heartbeat, streams held, capacity, version, public URL) and "
+                    "each registry stream's owner, fencing token, lease time left and open alerts.")
+    redis_options(cluster_status)
+    cluster_status.add_argument("--lease-ttl", type=float, default=10.0, metavar="S",
+                                help="the cluster's lease_ttl_s: a daemon unseen this long is not live (default 10)")
+    cluster_status.add_argument("--json", action="store_true")
+
     demo = commands.add_parser(
         "demo", help="run the daemon on the built-in demo stream (no network needed)",
         description="Run the daemon on config/demo.toml: a built-in demo stream (made offline from a public-domain "
@@ -244,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"model": _model, "score-images": _score_images, "demo": _demo, "run": _run,
                "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
                "calibrate": _calibrate, "sinks": _sinks, "report": _report,
-               "record": _record}[args.command]
+               "record": _record, "streams": _streams, "cluster": _cluster}[args.command]
     try:
         return handler(args)
     except MonitorError as e:  # the one place errors become exit codes
@@ -570,6 +621,52 @@ def _calibrate_budget(args) -> int:
                     print(f"# agreement on {part['tracks']} {label} track(s): {part['agree']:.1%} (both alert "
                           f"{part['both']}, only {first} {part['only_first']}, only {second} {part['only_second']})")
     return EXIT_FAILURE if any(failures.values()) else EXIT_OK
+
+
+def _redis_settings(args):
+    from pydantic import ValidationError
+
+    from .alerts.sinks.redis import RedisSettings
+
+    try:
+        return RedisSettings(url=args.redis, prefix=args.prefix)
+    except ValidationError as e:
+        raise ConfigError(f"invalid Redis settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+
+
+def _streams(args) -> int:
+    import asyncio
+
+    from .cluster import commands
+
+    settings = _redis_settings(args)
+    action = args.streams_command
+    if action == "add":
+        raw = commands.stream_table(args.id, args.url, args.model, args.shadow, args.token, args.record, args.table)
+        job = commands.add(settings, raw, args.replace, args.config)
+    elif action == "remove":
+        job = commands.remove(settings, args.id)
+    elif action == "list":
+        job = commands.listing(settings, args.json)
+    else:
+        job = commands.import_file(settings, args.file, args.replace, args.prune, args.config)
+    try:
+        print(asyncio.run(job))
+    except ValueError as e:  # a malformed URL
+        return _fail(f"invalid Redis URL {args.redis}: {e}")
+    return EXIT_OK
+
+
+def _cluster(args) -> int:
+    import asyncio
+
+    from .cluster import commands
+
+    try:
+        print(asyncio.run(commands.status(_redis_settings(args), args.lease_ttl, args.json)))
+    except ValueError as e:
+        return _fail(f"invalid Redis URL {args.redis}: {e}")
+    return EXIT_OK
 
 
 def _record(args) -> int:

@@ -87,6 +87,16 @@ class DriftSettings(Strict):
     check_every_s: float = Field(60.0, gt=0, description="how often the median is compared")
 
 
+class ClusterSettings(Strict):
+    enabled: bool = Field(False, description="share the registry's streams with the other daemons on this Redis "
+                          "(leases with fencing); the file's [[streams]] must then be empty")
+    lease_ttl_s: float = Field(10.0, ge=1, le=300, description="a stream's lease lasts this long unless renewed "
+                               "(every third of it); a dead daemon's streams move after about this long")
+    max_streams: int = Field(16, ge=0, description="the most streams this daemon runs (its capacity)")
+    public_url: str | None = Field(None, description="how publishers and other daemons reach this one's HTTP "
+                                   "server (WHIP redirects); default http(s)://<host>:<port> of [http]")
+
+
 class DaemonRedis(RedisSettings):
     start_local: bool = Field(False, description="start a local redis-server for this process (demo)")
 
@@ -168,6 +178,7 @@ class MonitorConfig(Strict):
     evidence: EvidenceSettings = EvidenceSettings()
     record: RecordSettings = RecordSettings()
     drift: DriftSettings = DriftSettings()
+    cluster: ClusterSettings = ClusterSettings()
     redis: DaemonRedis = DaemonRedis()
     http: HttpSettings = HttpSettings()
     whip: WhipSettings = WhipSettings()
@@ -202,6 +213,15 @@ class MonitorConfig(Strict):
                 raise ValueError(f"models.{name}: a model name is letters, digits, `-` and `_`")
         if DEFAULT_MODEL in self.models and self.model != ModelConfig():
             raise ValueError(f"models.{DEFAULT_MODEL}: the name is [model]'s; give this one another")
+        return self
+
+    @model_validator(mode="after")
+    def _cluster(self):
+        if self.cluster.enabled and self.streams:
+            raise ValueError("streams: in cluster mode the streams live in the registry, not in the file: move them "
+                             "there with `monitor streams import FILE`")
+        if self.cluster.enabled and self.redis.start_local:
+            raise ValueError("cluster.enabled: a cluster needs a shared Redis, not redis.start_local")
         return self
 
     @model_validator(mode="after")

@@ -53,6 +53,7 @@ class Daemon:
         self.store = AlertStore(config.redis)  # alerts and evidence read back, for the API and the console
         self.models: dict[str, LoadedModel] = {}  # by name; the first is the default
         self.supervisor: StreamSupervisor | None = None
+        self.cluster = None  # the ClusterCoordinator, in cluster mode
         self.whip: WhipEndpoint | None = None
         self.http_runner = self.plain_runner = None
         self.http_port: int | None = None
@@ -85,9 +86,17 @@ class Daemon:
         self.whip = WhipEndpoint(cfg.whip, resolve=self.supervisor.whip_source, status=self.supervisor.status)
         await self._serve_http()
         self.health.passed("http")
-        await self.supervisor.apply({s.id: s for s in cfg.streams}, FILE)
+        if cfg.cluster.enabled:
+            from .cluster.coordinator import ClusterCoordinator
+
+            self.cluster = ClusterCoordinator(cfg, self.supervisor, self.publisher, self.validate_stream, self.registry,
+                                              self.public_url())
+            self.whip.route = self.cluster.route_whip
+            await self.cluster.start()
+        else:
+            await self.supervisor.apply({s.id: s for s in cfg.streams}, FILE)
         self.health.ready = True
-        log.info("ready", http=self.url, streams=len(cfg.streams),
+        log.info("ready", http=self.url, streams=len(self.supervisor.handles), cluster=cfg.cluster.enabled,
                  models={name: m.tag.model_id for name, m in self.models.items()}, redis=redact(cfg.redis.url))
         self.watchdog.ready()
         self.tasks.spawn("watchdog", self.watchdog.run)
@@ -148,11 +157,22 @@ class Daemon:
         if self.failure is not None:
             raise self.failure
 
+    def public_url(self) -> str:
+        """How publishers and other daemons reach this one ([cluster] public_url, else this server's URL)."""
+        if self.config.cluster.public_url:
+            return self.config.cluster.public_url.rstrip("/")
+        host = self.config.http.host
+        if host in ("0.0.0.0", "::", ""):
+            host = socket.getfqdn()
+        return f"{self.url.split('://')[0]}://{host}:{self.http_port}"
+
     async def stop(self) -> None:
         self.health.ready = False
         self.watchdog.notifier.send("STOPPING=1", "STATUS=stopping")
         log.info("stopping")
         await self.tasks.close()
+        if self.cluster is not None:
+            await self.handoff()
         if self.supervisor is not None:
             await self.supervisor.stop_sources()
         await asyncio.gather(*(m.pool.stop(drain=True, timeout=SHUTDOWN_BOUND_S / 2) for m in self.models.values()))
@@ -172,6 +192,15 @@ class Daemon:
             self.local_redis.stop()
         log.info("stopped")
 
+    async def handoff(self) -> None:
+        """Cluster mode: hand the streams over fast. No more claims or frames; open alerts close with `handoff`
+        (queued crops are not waited for) and are delivered; then every lease goes at once, so the other daemons
+        take the streams within moments."""
+        await self.cluster.stop()
+        await self.supervisor.close_alerts("handoff")
+        await self.publisher.flush(SHUTDOWN_BOUND_S / 4)
+        await self.cluster.release_all()  # the sources and the worker stop afterwards, as in any stop
+
     def _fatal(self, task: str, error: BaseException | None) -> None:
         reason = f"{type(error).__name__}: {error}" if error else "it ended"
         self.failure = RuntimeFailure(redact(f"task {task} failed: {reason}"))
@@ -189,7 +218,9 @@ class Daemon:
         if not isinstance(data, dict):
             raise ConfigError("the body must be a JSON object: {\"id\": ..., \"url\": ...}")
         try:
-            return config_module.parse({**self.config.model_dump(mode="json"), "streams": [data]}).streams[0]
+            base = self.config.model_dump(mode="json")
+            base["cluster"]["enabled"] = False  # a cluster's file has no streams; this one is checked on its own
+            return config_module.parse({**base, "streams": [data]}).streams[0]
         except ConfigError as e:  # keys relative to the stream: `url: ...`, not `streams.0.url: ...`
             raise ConfigError(str(e).replace("streams.0.", "")) from None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from urllib.parse import urlparse
 
@@ -18,6 +19,7 @@ class LocalRedis:
     def __init__(self, url: str):
         self.url = url
         self.process: subprocess.Popen | None = None
+        self.folder: tempfile.TemporaryDirectory | None = None
 
     def start(self) -> None:
         url = urlparse(self.url)
@@ -26,7 +28,10 @@ class LocalRedis:
         if url.hostname not in ("127.0.0.1", "localhost"):
             raise ConfigError("redis.start_local: only for a redis URL on 127.0.0.1")
         port = url.port or 6379
-        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # An empty folder of its own: a dump.rdb lying in the current folder would otherwise be loaded.
+        self.folder = tempfile.TemporaryDirectory(prefix="monitor-redis-")
+        command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                   "--dir", self.folder.name]
         if shutil.which("setpriv"):  # util-linux: the server dies with us even if we are killed outright
             command = ["setpriv", "--pdeathsig", "TERM", "--", *command]
         # Its own process group: a Ctrl-C in the terminal reaches the daemon only, which publishes its
@@ -51,3 +56,6 @@ class LocalRedis:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+        if getattr(self, "folder", None) is not None:
+            self.folder.cleanup()
+            self.folder = None

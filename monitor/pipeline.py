@@ -310,6 +310,9 @@ class StreamPipeline:
             await asyncio.get_running_loop().run_in_executor(self.executor, self.cropper.tracker.forget)
         self._push_state(force=True)
 
+    def stop_taking_frames(self) -> None:
+        self._closed = True
+
     async def shutdown(self, reason: str) -> None:
         """Stop taking frames, close open alerts, and release the face detector once it is idle (closing a
         mediapipe detector while another thread runs it would block)."""

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import MonitorConfig, masked
 
-NEEDS_RESTART = ("instance", "model", "models", "worker", "redis", "sinks", "http.host", "http.port", "http.tls",
+NEEDS_RESTART = ("instance", "model", "models", "cluster", "worker", "redis", "sinks", "http.host", "http.port", "http.tls",
                  "http.tls_cert", "http.tls_key", "http.tls_dir", "http.plain_metrics", "alerts.spool_dir")
 
 
@@ -47,7 +47,8 @@ def plan_reload(old: MonitorConfig, new: MonitorConfig) -> ReloadPlan:
     changes = [Change(key, shown_before.get(key), shown_after.get(key)) for key in sorted(set(before) | set(after))
                if before.get(key) != after.get(key) or (key in before) != (key in after)]
     running = new.model_copy(update={
-        "instance": old.instance, "model": old.model, "models": old.models, "worker": old.worker, "redis": old.redis,
+        "instance": old.instance, "model": old.model, "models": old.models, "cluster": old.cluster,
+        "worker": old.worker, "redis": old.redis,
         "sinks": old.sinks,
         "http": new.http.model_copy(update={k: getattr(old.http, k) for k in (
             "host", "port", "tls", "tls_cert", "tls_key", "tls_dir", "plain_metrics")}),

@@ -141,6 +141,14 @@ class StreamSupervisor:
                 raise StreamExists(stream.id)
             await self._add(StreamPlan.of(stream, self.config), origin)
 
+    async def change(self, stream: StreamConfig) -> str:
+        """New settings for a running stream (a cluster registry edit): applied as a reload would."""
+        async with self._lock:
+            handle = self.handles.get(stream.id)
+            if handle is None:
+                return "absent"
+            return await self._change(handle, StreamPlan.of(stream, self.config))
+
     async def remove(self, stream_id: str, reason: str = "stream_ended") -> bool:
         async with self._lock:
             if stream_id not in self.handles:
@@ -353,6 +361,14 @@ class StreamSupervisor:
         self._restarts.clear()
         await asyncio.gather(*(self._stop_pump_and_source(h) for h in list(self.handles.values())),
                              return_exceptions=True)
+
+    async def close_alerts(self, reason: str) -> None:
+        """A handoff's first step: every pipeline stops taking frames and closes its open alerts with `reason`
+        now; sources and detectors are released later by `stop_sources` and `close`."""
+        for handle in list(self.handles.values()):
+            handle.pipeline.stop_taking_frames()
+            await handle.pipeline.close(reason)
+            self._write_state(handle, handle.pipeline.state())
 
     async def close(self, reason: str = "shutdown") -> None:
         """Last step: every open alert closes with `reason`, every face detector is released."""

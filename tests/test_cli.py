@@ -37,8 +37,9 @@ def test_convert_then_info(ckpt, tmp_path):
     assert metadata["source_sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
     assert metadata["source_format"] == "lightning"
     assert metadata["face_template"] == "deepfakebench"
-    assert metadata["architecture"] == {"image_size": 224, "patch_size": 14, "width": 128, "layers": 2,
-                                        "mlp_width": 512, "num_classes": 2}
+    assert metadata["architecture"] == {"backbone": "clip", "image_size": 224, "patch_size": 14, "width": 128,
+                                        "layers": 2, "mlp_width": 512, "num_classes": 2, "registers": 0,
+                                        "native_image_size": 0}
     text = run("model", "info", ckpt)
     assert text.returncode == 0 and "face_template" in text.stdout and "deepfakebench" in text.stdout
 

@@ -115,3 +115,18 @@ def test_systemd_unit_verifies(tmp_path):
     result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (result.stdout + result.stderr).splitlines() if "deepfake-monitor.service" in line]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed (.ci/setup installs it)")
+def test_systemd_template_unit_verifies_per_instance(tmp_path):
+    """deepfake-monitor@.service: one daemon per config (a cluster member each), with its own state folder."""
+    template = (ROOT / "systemd" / "deepfake-monitor@.service").read_text()
+    for required in ("Type=notify", "--config /etc/deepfake-monitor/%i.toml", "StateDirectory=deepfake-monitor/%i",
+                     "WatchdogSec=", "LoadCredential="):
+        assert required in template
+    local = tmp_path / "deepfake-monitor@gpu0.service"
+    local.write_text(template.replace("/opt/deepfake-monitor/.venv/bin/monitor",
+                                      sys.executable.replace("python", "monitor")))
+    result = subprocess.run(["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if "deepfake-monitor@" in line]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr

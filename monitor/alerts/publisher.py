@@ -41,6 +41,7 @@ class AlertPublisher:
         self.redis = RedisSink(settings, instance, self.metrics.redis)
         self.sinks: list[AlertSink] = [self.redis, *sinks]
         self.dispatcher = SinkDispatcher(spool, self.sinks, self.metrics.sinks)
+        self.fences: dict[str, int] = {}  # cluster mode: stream -> fencing token of this daemon's lease
 
     @property
     def up(self) -> bool:
@@ -58,6 +59,9 @@ class AlertPublisher:
         data = event.to_dict() if hasattr(event, "to_dict") else dict(event)
         if not is_evidence(data):
             data["times"] = dict(data.get("times") or {}, published_at=time.time())
+            token = self.fences.get(data.get("stream_id"))
+            if token is not None:  # cluster mode: the lease it was made under, checked where it lands
+                data["_fence"] = {"token": token, "made_at": time.time()}
         self.spool.put(data)
         self._update_spool_metrics()
         self.dispatcher.wake()
@@ -67,6 +71,13 @@ class AlertPublisher:
 
     def set_stream_state(self, stream_id: str, state: dict) -> None:
         self.redis.set_stream_state(stream_id, state)
+
+    def fence(self, stream_id: str, token: int) -> None:
+        """Cluster mode: this daemon claimed the stream's lease with `token`. Its events and state writes carry
+        it from now on, and Redis refuses those a newer owner made void. (Kept after the lease is lost or
+        released: whatever this daemon still makes for the stream stays fenced.)"""
+        self.fences[stream_id] = token
+        self.redis.state_fences[stream_id] = f"{self.instance}:{token}"
 
     def record_score(self, record: dict) -> None:
         """A scored crop for calibration ([record]): latest-value data, straight to Redis, buffered while it is

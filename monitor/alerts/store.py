@@ -9,11 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from .sinks.redis import RedisSettings
+from .sinks.redis import RedisSettings, connect
 
 ALERT_ID = re.compile(r"^[0-9a-f]{32}$")
 FILE = re.compile(r"^(crop-[0-9]{1,2}|frame)\.jpg$")
@@ -35,10 +31,8 @@ def summary(event: dict, log_id: str | None = None) -> dict:
 class AlertStore:
     def __init__(self, settings: RedisSettings):
         self.settings = settings
-        options = dict(socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
-                       retry=Retry(NoBackoff(), 0))
-        self.text = aioredis.Redis.from_url(settings.url, decode_responses=True, **options)
-        self.binary = aioredis.Redis.from_url(settings.url, decode_responses=False, **options)
+        self.text = connect(settings, decode_responses=True)
+        self.binary = connect(settings, decode_responses=False)
 
     async def close(self) -> None:
         await self.text.aclose()

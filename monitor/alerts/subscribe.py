@@ -12,12 +12,9 @@ import json
 import sys
 import time
 
-import redis.asyncio as aioredis
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
-from .sinks.redis import RedisAuthError, RedisSettings, describe_error, is_auth_error
+from .sinks.redis import RedisAuthError, RedisSettings, connect, describe_error, is_auth_error
 
 PAGE = 500
 BLOCK_MS = 1000
@@ -26,9 +23,7 @@ BLOCK_MS = 1000
 async def subscribe(settings: RedisSettings, stream: str | None, since: str | None, count: int | None,
                     timeout: float | None, out=sys.stdout) -> int:
     """Print events; return how many were printed. `since`: an entry id (exclusive), "0" for all, None for new."""
-    client = aioredis.Redis.from_url(settings.url, socket_timeout=settings.timeout_s + BLOCK_MS / 1000,
-                                     socket_connect_timeout=settings.timeout_s, retry=Retry(NoBackoff(), 0),
-                                     decode_responses=True)
+    client = connect(settings, timeout_s=settings.timeout_s + BLOCK_MS / 1000)
     deadline = None if timeout is None else time.monotonic() + timeout
     printed, last_id, warned = 0, since, False
     try:

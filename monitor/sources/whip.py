@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiortc import RTCSessionDescription
@@ -137,6 +137,9 @@ class WhipEndpoint:
         self.status = status or (lambda stream_id: (s := resolve(stream_id)) and s.status())
         self.sessions: dict[str, WebRtcSession] = {}  # session id -> session, while negotiated and not ended
         self.peer_connections: set = set()  # every pc we created and not yet closed
+        # Cluster mode: where a publisher of a stream this daemon does not run must go (a URL: 307), or None
+        # to serve it here (the hook may claim it first).
+        self.route: Callable[[str], Awaitable[str | None]] | None = None
         restrict_host_addresses(settings.host_addresses)
 
     def add_routes(self, app: web.Application) -> None:
@@ -163,6 +166,11 @@ class WhipEndpoint:
             return self._error(401, "missing or wrong bearer token", {"WWW-Authenticate": 'Bearer realm="whip"'})
         allowed = self.settings.allowed_streams
         source = self.resolve(stream_id)
+        if source is None and self.route is not None:
+            location = await self.route(stream_id)
+            if location is not None:  # RFC 9725 §4.5: the owner of the stream serves it
+                return web.Response(status=307, headers={**CORS, "Location": location})
+            source = self.resolve(stream_id)
         if source is None or (allowed is not None and stream_id not in allowed):
             return self._error(404, f"unknown stream id {stream_id!r}")
         if request.content_type != "application/sdp":

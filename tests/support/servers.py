@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -20,11 +21,12 @@ def free_port() -> int:
 class RedisServer:
     """A real `redis-server` that a test can stop and start again on the same port."""
 
-    def __init__(self, port: int | None = None, password: str | None = None):
+    def __init__(self, port: int | None = None, password: str | None = None, args: tuple[str, ...] = ()):
         if shutil.which("redis-server") is None:
             raise RuntimeError("redis-server is not installed: run .ci/setup")
         self.port = port or free_port()
         self.password = password
+        self.args = args  # more server options, e.g. ("--replicaof", "127.0.0.1", "6379")
         self.process: subprocess.Popen | None = None
 
     @property
@@ -33,10 +35,14 @@ class RedisServer:
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> "RedisServer":
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        # Its own empty folder: a replica's full sync writes dump.rdb, which a later server started in the same
+        # folder would load.
+        self.folder = self.folder if getattr(self, "folder", None) else tempfile.mkdtemp(prefix="redis-")
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", self.folder]
         if self.password:
-            args += ["--requirepass", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        self.process = subprocess.Popen([*args, *self.args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -53,6 +59,75 @@ class RedisServer:
             self.process.terminate()
             self.process.wait(timeout=10)
         self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as a crashed host's would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SentinelSet:
+    """A master, replicas, and `count` real Sentinels (`redis-server --sentinel`) watching it as `service`."""
+
+    def __init__(self, folder: Path, replicas: int = 2, count: int = 3, service: str = "mymaster"):
+        self.folder, self.service = folder, service
+        self.master = RedisServer()
+        self.replicas = [RedisServer(args=("--replicaof", "127.0.0.1", str(self.master.port))) for _ in range(replicas)]
+        self.ports = [free_port() for _ in range(count)]
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    def start(self) -> "SentinelSet":
+        self.master.start()
+        for replica in self.replicas:
+            replica.start()
+        for port in self.ports:
+            conf = self.folder / f"sentinel-{port}.conf"
+            conf.write_text(f"port {port}\nbind 127.0.0.1\nsentinel monitor {self.service} 127.0.0.1 "
+                            f"{self.master.port} 2\nsentinel down-after-milliseconds {self.service} 1000\n"
+                            f"sentinel failover-timeout {self.service} 5000\nsentinel parallel-syncs {self.service} 2\n")
+            self.sentinels.append(subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.DEVNULL))
+        import redis
+
+        deadline = time.monotonic() + 30  # each Sentinel knows the master and has found its replicas
+        for port in self.ports:
+            sentinel = redis.Redis(port=port, socket_timeout=0.5, decode_responses=True)
+            while True:
+                try:
+                    if len(sentinel.sentinel_slaves(self.service)) >= len(self.replicas):
+                        break
+                except redis.RedisError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"Sentinel on port {port} did not see {len(self.replicas)} replicas")
+                time.sleep(0.1)
+        return self
+
+    def master_port(self) -> int:
+        import redis
+
+        sentinel = redis.Redis(port=self.ports[0], decode_responses=True)
+        return int(sentinel.sentinel_get_master_addr_by_name(self.service)[1])
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.terminate()
+            process.wait(timeout=10)
+        for server in (self.master, *self.replicas):
+            server.stop()
 
     def __enter__(self):
         return self.start()

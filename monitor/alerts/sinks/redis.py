@@ -5,6 +5,12 @@ One Lua script per event does `SET <prefix>:delivered:<event_id> NX EX`, then `X
 `PUBLISH` on the global and per-stream channels: the dedupe key makes delivery exactly-once even when a reply
 is lost and the events are sent again. Every call has a timeout and is never retried behind our back; an
 outage is a `SinkRetry` (the spool keeps the events), wrong credentials are a configuration error.
+
+In cluster mode each event carries the fencing token of the stream's lease it was made under (`_fence`, never
+published). The script rejects (`FENCED`) an event made after a newer owner claimed the stream: a daemon that
+was paused past its lease cannot publish for a stream it lost, while events it spooled before are still
+delivered. It also keeps `<prefix>:open:<stream>`, the stream's open alert ids, from which a new owner closes
+a dead owner's alerts; an update or close for an alert that is no longer open is dropped there (`CLOSED`).
 """
 
 from __future__ import annotations
@@ -31,6 +37,17 @@ from .base import SinkRetry
 log = get(__name__)
 
 DELIVER = """
+if ARGV[8] ~= '' then
+  local token = tonumber(ARGV[8])
+  local current = tonumber(redis.call('GET', KEYS[4]) or '0')
+  if token < current then
+    local taken = tonumber(redis.call('HGET', KEYS[5], tostring(token + 1)) or '0')
+    if tonumber(ARGV[9]) >= taken then return 'FENCED' end
+  end
+  if ARGV[11] ~= '' and ARGV[10] ~= 'opened' and redis.call('SISMEMBER', KEYS[6], ARGV[11]) == 0 then
+    return 'CLOSED'
+  end
+end
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'event', ARGV[3])
   redis.call('PUBLISH', ARGV[4], ARGV[3])
@@ -38,20 +55,42 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
   if ARGV[6] ~= '' then
     redis.call('HSET', KEYS[3], ARGV[6], ARGV[3])
     redis.call('EXPIRE', KEYS[3], tonumber(ARGV[7]))
+    if ARGV[10] == 'opened' then
+      redis.call('SADD', KEYS[6], ARGV[11])
+    elseif ARGV[10] == 'closed' then
+      redis.call('SREM', KEYS[6], ARGV[11])
+    end
   end
   return id
 end
 return false
 """
+# A stream's state hash, written only by the holder of its lease (cluster mode).
+FENCED_STATE = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
 OUTAGES = (RedisError, OSError, asyncio.TimeoutError)
+
+
+def public(event: dict) -> dict:
+    """The event as subscribers get it: without the keys only the monitor uses (`_fence`)."""
+    return {k: v for k, v in event.items() if not k.startswith("_")}
 RECORD_BUFFER = 50_000  # score records held while Redis is away
 
 
 class RedisSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS) or unix://; "
-                     "user and password in the URL for ACLs")
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis://, rediss:// (TLS), unix:// or "
+                     "redis+sentinel://[user:password@]host:port[,host:port...]/service_name[/db]; user and "
+                     "password in the URL for ACLs")
+    sentinels: list[str] = Field(default_factory=list, description="Sentinel addresses host:port: the master of "
+                                 "`service_name` is asked of them (url then gives only credentials and db)")
+    service_name: str = Field("mymaster", min_length=1, description="the Sentinel service (master group) name")
+    wait_replicas: int = Field(0, ge=0, description="each delivery of alert events waits until this many "
+                               "replicas have it (WAIT) before it counts: nothing is lost when a master fails over")
     prefix: str = Field("deepfake", min_length=1, description="prefix of every key and channel")
     events_maxlen: int = Field(100_000, ge=1, description="approximate cap of the durable event stream")
     heartbeat_ttl_s: float = Field(30.0, gt=0, description="TTL of this instance's heartbeat key")
@@ -75,6 +114,22 @@ class RedisSettings(BaseModel):
 
     def delivered_key(self, event_id: str) -> str:
         return f"{self.prefix}:delivered:{event_id}"
+
+    def open_key(self, stream_id: str) -> str:
+        """The set of a stream's open alert ids (kept by the delivery script)."""
+        return f"{self.prefix}:open:{stream_id}"
+
+    def lease_key(self, stream_id: str) -> str:
+        """Cluster mode: `<instance>:<token>` of the daemon that runs the stream, with a TTL."""
+        return f"{self.prefix}:lease:{stream_id}"
+
+    def epoch_key(self, stream_id: str) -> str:
+        """Cluster mode: the stream's last fencing token (INCR on every claim)."""
+        return f"{self.prefix}:epoch:{stream_id}"
+
+    def epochs_key(self, stream_id: str) -> str:
+        """Cluster mode: token -> when it was claimed (Redis time), for fencing late events."""
+        return f"{self.prefix}:epochs:{stream_id}"
 
     def alert_key(self, alert_id: str) -> str:
         """A hash of one alert's events, field `seq:<n>` each."""
@@ -101,11 +156,55 @@ class RedisAuthError(ConfigError):
     """Wrong or missing Redis credentials: a configuration error, not an outage."""
 
 
-def connect(settings: RedisSettings) -> aioredis.Redis:
-    """A client whose every call is bounded by `timeout_s` and never retried behind our back."""
-    return aioredis.Redis.from_url(
-        settings.url, socket_timeout=settings.timeout_s, socket_connect_timeout=settings.timeout_s,
-        retry=Retry(NoBackoff(), 0), decode_responses=True)
+def connect(settings: RedisSettings, decode_responses: bool = True, timeout_s: float | None = None
+            ) -> aioredis.Redis:
+    """A client whose every call is bounded by `timeout_s` and never retried behind our back. With Sentinel
+    (`redis+sentinel://` or `sentinels`), redis-py's `Sentinel` finds the master, and again after a failover."""
+    timeout = settings.timeout_s if timeout_s is None else timeout_s
+    options = dict(socket_timeout=timeout, socket_connect_timeout=settings.timeout_s, retry=Retry(NoBackoff(), 0),
+                   decode_responses=decode_responses)
+    target = sentinel_target(settings)
+    if target is None:
+        return aioredis.Redis.from_url(settings.url, **options)
+    from redis.asyncio.sentinel import Sentinel
+
+    addresses, service, credentials = target
+    sentinel = Sentinel(addresses, sentinel_kwargs={"socket_timeout": settings.timeout_s,
+                                                    "socket_connect_timeout": settings.timeout_s},
+                        **credentials)
+    return sentinel.master_for(service, redis_class=aioredis.Redis, **options)
+
+
+def sentinel_target(settings: RedisSettings) -> tuple[list[tuple[str, int]], str, dict] | None:
+    """(sentinel addresses, service name, master credentials and db), or None without Sentinel."""
+    from urllib.parse import unquote, urlsplit
+
+    url = settings.url
+    if url.startswith("redis+sentinel://"):
+        rest = url[len("redis+sentinel://"):]
+        auth, _, rest = rest.rpartition("@") if "@" in rest else ("", "", rest)
+        hosts, _, path = rest.partition("/")
+        parts = [p for p in path.split("/") if p]
+        if not parts:
+            raise ValueError("a redis+sentinel:// URL needs the service name after the addresses")
+        service, db = parts[0], int(parts[1]) if len(parts) > 1 else 0
+        addresses = [_address(h) for h in hosts.split(",") if h]
+        user, _, password = auth.partition(":")
+        credentials = {"db": db, "username": unquote(user) or None, "password": unquote(password) or None}
+        return addresses, service, credentials
+    if not settings.sentinels:
+        return None
+    parsed = urlsplit(url)
+    credentials = {"db": int((parsed.path or "/0").strip("/") or 0), "username": unquote(parsed.username or "") or None,
+                   "password": unquote(parsed.password or "") or None}
+    return [_address(a) for a in settings.sentinels], settings.service_name, credentials
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.strip().rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"a Sentinel address is host:port, got {text!r}")
+    return host.strip("[]"), int(port)
 
 
 def describe_error(error: BaseException, url: str) -> str:
@@ -127,6 +226,8 @@ class RedisMetrics:
         registry = REGISTRY if registry is None else registry
         self.delivered = Counter("deepfake_alerts_delivered", "Alert events delivered to Redis", registry=registry)
         self.redis_up = Gauge("deepfake_redis_up", "1 when the last Redis call succeeded", registry=registry)
+        self.fenced = Counter("deepfake_cluster_fenced_events", "Alert events refused at delivery: made after a "
+                              "newer owner claimed their stream", registry=registry)
 
 
 class RedisSink:
@@ -139,6 +240,8 @@ class RedisSink:
         self.metrics = metrics or RedisMetrics()
         self.client = connect(settings)
         self._deliver = self.client.register_script(DELIVER)
+        self._fenced_state = self.client.register_script(FENCED_STATE)
+        self.state_fences: dict[str, str] = {}  # cluster mode: stream -> "<instance>:<token>" its state needs
         self._states: dict[str, dict] = {}  # stream state not yet written
         self._records: deque[dict] = deque(maxlen=RECORD_BUFFER)  # scored crops not yet written ([record])
         self._drift: dict[tuple[str, int], list[int]] = {}  # (stream, hour) -> histogram not yet written
@@ -166,8 +269,10 @@ class RedisSink:
         self.tasks.spawn("redis-heartbeat", self._heartbeat_forever)
 
     async def deliver(self, events: list[dict]) -> None:
-        """Alert events (Lua: once each) and evidence records (the hash replaced whole, with its TTL), in order."""
+        """Alert events (Lua: once each, fenced in cluster mode) and evidence records (the hash replaced whole,
+        with its TTL), in order. With `wait_replicas`, they count only once that many replicas have them."""
         s = self.settings
+        scripted: list[dict | None] = []  # per pipelined command: the event its script delivers, else None
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for event in events:
@@ -175,19 +280,37 @@ class RedisSink:
                         pipe.delete(event["key"])
                         pipe.hset(event["key"], mapping={"meta": meta_json(event), **decode_files(event)})
                         pipe.expire(event["key"], max(1, int(event["ttl_s"])))
+                        scripted += [None, None, None]
                         continue
-                    alert = event.get("alert_id")  # drift events belong to no alert
+                    alert = event.get("alert_id") or ""  # drift events belong to no alert
+                    fence = event.get("_fence") or {}
+                    stream = event["stream_id"]
                     await self._deliver(
-                        keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(alert or "none")],
-                        args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(event, separators=(",", ":")),
-                              s.channel(), s.channel(event["stream_id"]),
-                              f"seq:{event.get('seq', 0)}" if alert else "", s.alert_ttl_s], client=pipe)
-                await pipe.execute()
+                        keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(alert or "none"),
+                              s.epoch_key(stream), s.epochs_key(stream), s.open_key(stream)],
+                        args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(public(event), separators=(",", ":")),
+                              s.channel(), s.channel(stream), f"seq:{event.get('seq', 0)}" if alert else "",
+                              s.alert_ttl_s, fence.get("token", ""), fence.get("made_at", 0),
+                              event.get("type", ""), alert], client=pipe)
+                    scripted.append(event)
+                if s.wait_replicas:
+                    pipe.execute_command("WAIT", s.wait_replicas, int(s.timeout_s * 1000))
+                results = await pipe.execute()
         except OUTAGES as e:
             self._mark_down(e)
             raise SinkRetry(describe_error(e, s.url)) from None
+        if s.wait_replicas and results[-1] < s.wait_replicas:
+            # Not yet on enough replicas: sent again later (the dedupe keys make that exactly-once).
+            raise SinkRetry(f"only {results[-1]} of {s.wait_replicas} replicas acknowledged the events")
         self._mark_up()
-        self.metrics.delivered.inc(sum(1 for e in events if not is_evidence(e)))
+        for event, result in zip(scripted, results):
+            if event is not None and result == "FENCED":
+                self.metrics.fenced.inc()
+                log.warning("alert event fenced: made after another daemon took the stream over", type=event.get("type"),
+                            stream_id=event.get("stream_id"), alert_id=event.get("alert_id"),
+                            token=event["_fence"].get("token"))
+        self.metrics.delivered.inc(sum(1 for e, r in zip(scripted, results) if e is not None and r not in
+                                       ("FENCED", "CLOSED")))
 
     async def test(self, event: dict) -> str:
         """PING, then PUBLISH the event on `<prefix>:sinks:test` (not the alert channels, not the durable log)."""
@@ -256,7 +379,13 @@ class RedisSink:
         try:
             async with self.client.pipeline(transaction=False) as pipe:
                 for stream_id, state in states.items():
-                    pipe.hset(self.settings.stream_key(stream_id), mapping=state)
+                    fence = self.state_fences.get(stream_id)
+                    if fence is None:
+                        pipe.hset(self.settings.stream_key(stream_id), mapping=state)
+                    else:  # cluster mode: only while this daemon holds the stream's lease
+                        await self._fenced_state(
+                            keys=[self.settings.stream_key(stream_id), self.settings.lease_key(stream_id)],
+                            args=[fence, *(x for item in state.items() for x in item)], client=pipe)
                 for record in records:
                     pipe.xadd(self.settings.scores_key, record, maxlen=self.record_maxlen, approximate=True)
                 for (stream_id, hour), counts in drift.items():

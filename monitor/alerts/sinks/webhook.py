@@ -95,7 +95,8 @@ class WebhookSink:
         return await self._post(event)
 
     async def _post(self, event: dict) -> str:
-        body = json.dumps(event, separators=(",", ":")).encode()
+        body = json.dumps({k: v for k, v in event.items() if not k.startswith("_")},  # no internal keys (`_fence`)
+                          separators=(",", ":")).encode()
         timestamp = str(int(time.time()))
         headers = {**self.settings.headers, "Content-Type": "application/json",
                    "User-Agent": f"deepfake-monitor/{__version__}", "Monitor-Event-Id": str(event.get("event_id")),
