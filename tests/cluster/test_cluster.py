@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import aiohttp
 import numpy as np
@@ -222,6 +223,20 @@ async def test_registry_api_and_whip_redirect(assets, tmp_path):
             assert await wait_until(lambda: value(client.get("deepfake:lease:call") is None), 10)
             listed = json.loads(monitor("streams", "list", "--redis", url, "--json").stdout)
             assert listed["streams"] == []
+            # The example config's streams import as written: the camera password stays a reference.
+            example = Path(__file__).resolve().parents[2] / "config" / "example.toml"
+            imported = monitor("streams", "import", example, "--redis", url)
+            assert imported.returncode == 0 and "2 added" in imported.stdout, imported.stderr
+            stored = json.loads(client.hget("deepfake:registry", "lobby"))
+            assert "${LOBBY_CAMERA_PASSWORD}" in stored["url"]
+            again = monitor("streams", "import", example, "--redis", url)
+            assert "0 added, 0 replaced, 2 kept" in again.stdout
+            bad = tmp_path / "bad.toml"
+            bad.write_text('[[streams]]\nid = "ok"\nurl = "whip"\n[[streams]]\nid = "x"\nurl = "rtsp://h/x"\n'
+                           'sampling = { sample_fps = -1 }\n')
+            refused = monitor("streams", "import", bad, "--redis", url)
+            assert refused.returncode == 2 and "streams.1.sampling.sample_fps" in refused.stderr
+            assert client.hget("deepfake:registry", "ok") is None  # one bad table: nothing written
         finally:
             for node in nodes:
                 node.process.stop(timeout=30)
