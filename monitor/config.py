@@ -329,15 +329,19 @@ def _remember_secrets(value: Any, key: str = "") -> None:
             remember_secret(url_password(value))
 
 
-def load(path: str | Path) -> MonitorConfig:
+def read_toml(path: str | Path) -> dict:
+    """A TOML file as a dict; a missing or malformed file is a ConfigError naming it."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    return parse(data)
+
+
+def load(path: str | Path) -> MonitorConfig:
+    return parse(read_toml(path))
 
 
 def masked(config: MonitorConfig) -> dict:

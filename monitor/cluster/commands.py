@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 
 from ..alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
-from ..config import load
+from ..config import load, read_toml
 from ..errors import ConfigError, InputError
 from ..redact import redact
 from .leases import Leases
@@ -50,14 +49,7 @@ async def remove(settings: RedisSettings, stream_id: str) -> str:
 
 def read_streams(path: str) -> list[dict]:
     """The [[streams]] tables of a TOML file, as written (references unresolved)."""
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except tomllib.TOMLDecodeError as e:
-        raise InputError(f"{path}: not valid TOML: {e}") from None
-    streams = data.get("streams")
+    streams = read_toml(path).get("streams")
     if not isinstance(streams, list) or not streams:
         raise InputError(f"{path}: no [[streams]] tables")
     return streams

@@ -117,12 +117,18 @@ def _check_width(width: int, what: str) -> None:
         raise CheckpointError(f"width {width} is not a multiple of {what}'s head size {HEAD_DIM}")
 
 
+def _patch_conv(sd, key: str, width: int, what: str):
+    """The patch embedding's square RGB convolution: [width, 3, p, p]."""
+    conv = _need(sd, key, what)
+    if conv.ndim != 4 or conv.shape[:2] != (width, 3) or conv.shape[2] != conv.shape[3]:
+        raise CheckpointError(f"patch embedding has shape {list(conv.shape)}, expected [{width}, 3, p, p]")
+    return conv
+
+
 def _infer_pe(sd) -> Architecture:
     what = "Perception Encoder"
     width = _need(sd, "backbone.cls_token", what).shape[-1]
-    conv = _need(sd, "backbone.patch_embed.proj.weight", what)
-    if conv.ndim != 4 or conv.shape[:2] != (width, 3) or conv.shape[2] != conv.shape[3]:
-        raise CheckpointError(f"patch embedding has shape {list(conv.shape)}, expected [{width}, 3, p, p]")
+    conv = _patch_conv(sd, "backbone.patch_embed.proj.weight", width, what)
     positions = _need(sd, "backbone.pos_embed", what).shape[1] - 1
     grid = math.isqrt(positions)
     if grid * grid != positions:
@@ -139,9 +145,7 @@ def _infer_pe(sd) -> Architecture:
 def _infer_dinov3(sd) -> Architecture:
     what = "DINOv3"
     width = _need(sd, "backbone.embeddings.cls_token", what).shape[-1]
-    conv = _need(sd, "backbone.embeddings.patch_embeddings.weight", what)
-    if conv.ndim != 4 or conv.shape[:2] != (width, 3) or conv.shape[2] != conv.shape[3]:
-        raise CheckpointError(f"patch embedding has shape {list(conv.shape)}, expected [{width}, 3, p, p]")
+    conv = _patch_conv(sd, "backbone.embeddings.patch_embeddings.weight", width, what)
     _check_width(width, what)
     check_head(sd, width)
     return Architecture(backbone="dinov3", image_size=224, patch_size=conv.shape[-1], width=width,

@@ -208,6 +208,20 @@ def _quality(state: str, fps: float, expected: float | None, restarts_5min: int,
     return "good"
 
 
+class StatsState:
+    """`state` and `reason` of a source that keeps them in its `SourceStats` (every source does)."""
+
+    stats: SourceStats
+
+    @property
+    def state(self) -> str:
+        return self.stats.state
+
+    @property
+    def reason(self) -> str | None:
+        return self.stats.reason
+
+
 FATAL_REASONS = ("auth", "not_found")  # the server said no: retrying soon would only hammer it
 
 

@@ -30,6 +30,7 @@ from .base import (
     SourceFailure,
     SourceSettings,
     SourceStats,
+    StatsState,
     classify,
 )
 from .channel import FrameChannel
@@ -45,7 +46,7 @@ LIVE_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https:
 SILENCE_SHARE = 0.95
 
 
-class PyAVSource:
+class PyAVSource(StatsState):
     """A stream read by PyAV. `is_live` (network URLs): reconnects forever; otherwise a file (ends, or loops)."""
 
     def __init__(self, stream_id: str, url: str, settings: SourceSettings | None = None):
@@ -64,14 +65,6 @@ class PyAVSource:
     @property
     def safe_url(self) -> str:
         return redact(self.url)
-
-    @property
-    def state(self) -> str:
-        return self.stats.state
-
-    @property
-    def reason(self) -> str | None:
-        return self.stats.reason
 
     # --- control (event loop) -----------------------------------------------------------------------------
 

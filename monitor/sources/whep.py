@@ -32,6 +32,7 @@ from .base import (
     SourceFailure,
     SourceSettings,
     SourceStats,
+    StatsState,
 )
 from .channel import FrameChannel
 from .webrtc import IceServer, WebRtcSession, peer_connection
@@ -45,7 +46,7 @@ def endpoint_of(url: str) -> str:
     return url.split("+", 1)[1]
 
 
-class WhepSource:
+class WhepSource(StatsState):
     def __init__(self, stream_id: str, url: str, settings: SourceSettings | None = None, token: str | None = None,
                  ice_servers: list[IceServer] | None = None):
         self.stream_id, self.url = stream_id, url
@@ -60,14 +61,6 @@ class WhepSource:
         self._task: asyncio.Task | None = None
         self._sessions = 0  # sessions that delivered frames
         self._http: aiohttp.ClientSession | None = None
-
-    @property
-    def state(self) -> str:
-        return self.stats.state
-
-    @property
-    def reason(self) -> str | None:
-        return self.stats.reason
 
     def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.open_timeout_s))

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..contracts import SessionEnded
 from ..logs import get
-from .base import ENDED, RUNNING, STARTING, STOPPED, WAITING, SourceStats
+from .base import ENDED, RUNNING, STARTING, STOPPED, WAITING, SourceStats, StatsState
 from .channel import FrameChannel
 from .sampling import RateSampler
 from .webrtc import IceServer, WebRtcSession, peer_connection, restrict_host_addresses
@@ -54,7 +54,7 @@ class WhipSettings(BaseModel):
                                              "(none: every interface but loopback, aioice's default)")
 
 
-class WhipSource:
+class WhipSource(StatsState):
     """A stream published with WHIP. Before the first publisher it is `waiting_for_publisher`; a session's end
     (DELETE, media timeout, a replacing publisher) puts a `SessionEnded` marker in its frames and shows the
     stream `ended` with the reason until the next session."""
@@ -67,14 +67,6 @@ class WhipSource:
         self.stats.set_state(WAITING)
         self.session: WebRtcSession | None = None
         self._channel = FrameChannel()
-
-    @property
-    def state(self) -> str:
-        return self.stats.state
-
-    @property
-    def reason(self) -> str | None:
-        return self.stats.reason
 
     def start(self) -> None:
         """Nothing to open: publishers come to us."""
