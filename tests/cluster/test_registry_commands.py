@@ -1,0 +1,69 @@
+"""The registry commands against a real redis-server: `monitor streams import FILE` refuses a file it cannot
+read, naming it; a malformed stream is refused naming the key; a password written out is never shown."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import redis
+
+from monitor.cluster.commands import read_streams
+from monitor.errors import EXIT_BAD_INPUT, MonitorError
+from tests.support.servers import RedisServer
+
+
+def monitor(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "no such config file"),
+    ("[[streams]\nid = 'a'\n", "not valid TOML"),
+    ("[model]\nname = 'x'\n", "no [[streams]] tables"),
+    ("streams = 3\n", "no [[streams]] tables"),
+])
+def test_unreadable_files_are_refused(tmp_path, text, message):
+    path = tmp_path / "streams.toml"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(MonitorError) as raised:
+        read_streams(str(path))
+    assert raised.value.exit_code == EXIT_BAD_INPUT
+    assert str(path) in str(raised.value) and message in str(raised.value)
+
+
+def test_tables_are_returned_as_written(tmp_path):
+    path = tmp_path / "streams.toml"
+    path.write_text('[[streams]]\nid = "lobby"\nurl = "rtsp://cam:${PW}@10.0.0.5/live"\n')
+    assert read_streams(str(path)) == [{"id": "lobby", "url": "rtsp://cam:${PW}@10.0.0.5/live"}]
+
+
+@pytest.mark.parametrize("password", ["P@ss:w%rd", "P%40ss%2Fw%3A"])
+def test_a_written_out_password_is_stored_but_never_shown(password):
+    """The registry keeps a stream as written (an inline password is allowed, with a warning), but no command
+    that lists the fleet shows it."""
+    with RedisServer() as server:
+        url = f"rtsp://admin:{password}@127.0.0.1:8554/live"
+        added = monitor("streams", "add", "cam", url, "--redis", server.url)
+        assert added.returncode == 0 and "written out" in added.stderr, added.stderr
+        assert json.loads(redis.Redis.from_url(server.url).hget("deepfake:registry", "cam"))["url"] == url
+        outputs = [added.stdout + added.stderr]
+        for args in (("streams", "list"), ("streams", "list", "--json"), ("cluster", "status"),
+                     ("cluster", "status", "--json")):
+            shown = monitor(*args, "--redis", server.url)
+            assert shown.returncode == 0, shown.stderr
+            outputs.append(shown.stdout + shown.stderr)
+        assert "cam" in outputs[1] and "admin:***@127.0.0.1:8554/live" in outputs[1]
+        for text in outputs:
+            assert password not in text and "P@ss" not in text and "P%40" not in text
+
+
+def test_a_malformed_stream_is_refused_naming_the_key():
+    with RedisServer() as server:
+        refused = monitor("streams", "add", "cam", "rtsp://h/x", "--table", '{"sampling": {"sample_fps": "fast"}}',
+                          "--redis", server.url)
+        assert refused.returncode == 2 and "sampling.sample_fps" in refused.stderr, refused.stderr
+        bad_json = monitor("streams", "add", "cam", "rtsp://h/x", "--table", "{nope", "--redis", server.url)
+        assert bad_json.returncode == 2 and "--table" in bad_json.stderr, bad_json.stderr
+        assert redis.Redis.from_url(server.url).hlen("deepfake:registry") == 0
