@@ -631,7 +631,9 @@ def _redis_settings(args):
     try:
         return RedisSettings(url=args.redis, prefix=args.prefix)
     except ValidationError as e:
-        raise ConfigError(f"invalid Redis settings: {e.errors()[0]['loc'][0]}: {e.errors()[0]['msg']}") from None
+        error = e.errors()[0]
+        raise ConfigError(f"invalid Redis settings: {error['loc'][0]}: {error['msg'].removeprefix('Value error, ')}"
+                          ) from None
 
 
 def _streams(args) -> int:

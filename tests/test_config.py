@@ -41,6 +41,7 @@ MALFORMED = {
     "bad mode": ('[sampling]\nmode = "some"\n', "sampling.mode"),
     "bad transport": ('[sampling]\ntransport = "quic"\n', "sampling.transport"),
     "empty prefix": ('[redis]\nprefix = ""\n', "redis.prefix"),
+    "redis password with a raw slash": ('[redis]\nurl = "redis://:Pa/ss@127.0.0.1:6379/0"\n', "redis.url: the password"),
     "bad log level": ('[logging]\nlevel = "loud"\n', "logging.level"),
     "whip sessions zero": ("[whip]\nmax_sessions = 0\n", "whip.max_sessions"),
     "not toml": ("[worker\nmax_batch = 3\n", "not valid TOML"),

@@ -67,3 +67,13 @@ def test_a_malformed_stream_is_refused_naming_the_key():
         bad_json = monitor("streams", "add", "cam", "rtsp://h/x", "--table", "{nope", "--redis", server.url)
         assert bad_json.returncode == 2 and "--table" in bad_json.stderr, bad_json.stderr
         assert redis.Redis.from_url(server.url).hlen("deepfake:registry") == 0
+
+
+@pytest.mark.parametrize("command", [("streams", "list"), ("cluster", "status"), ("streams", "remove", "cam")])
+def test_an_unusable_or_unreachable_redis_fails_clearly_without_the_password(command):
+    # A raw '/' in the password would make any URL parser take part of it for the host (and print that).
+    cut = monitor(*command, "--redis", "redis://:Se/cr@t-pw@127.0.0.1:1/0")
+    assert cut.returncode == 2 and "percent-encoded" in cut.stderr and "cr@t" not in cut.stderr, cut.stderr
+    gone = monitor(*command, "--redis", "redis://:Se%2Fcr@t-pw@127.0.0.1:1/0")
+    assert gone.returncode == 3 and "unreachable" in gone.stderr, gone.stderr
+    assert "cr@t" not in gone.stderr and "Se%2F" not in gone.stderr and "Se/" not in gone.stderr

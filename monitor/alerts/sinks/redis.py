@@ -22,7 +22,7 @@ from collections import deque
 
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError, ResponseError
 from redis.retry import Retry
@@ -98,6 +98,20 @@ class RedisSettings(BaseModel):
     dedupe_ttl_s: int = Field(86_400, ge=60, description="how long delivered event ids are remembered")
     alert_ttl_s: int = Field(7 * 86_400, ge=60, description="how long each alert's events are kept by alert id "
                              "(for /alerts/<id> and reports; the durable log is capped by events_maxlen)")
+
+    @field_validator("url")
+    @classmethod
+    def _readable_password(cls, url: str) -> str:
+        # A Redis URL's path is only the db (or Sentinel's service name), so an '@' after the first '/', '?' or
+        # '#' means the password holds one of them: every URL parser (redis-py's too) would end the host there,
+        # connect to a host named after part of the password and print it in its error.
+        scheme, _, rest = url.partition("://")
+        if scheme not in ("redis", "rediss", "redis+sentinel"):
+            return url  # unix:// has a path, not a host
+        cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+        if "@" in rest[cut:]:
+            raise ValueError("the password holds '/', '?' or '#': write them percent-encoded (%2F, %3F, %23)")
+        return url
 
     def channel(self, stream_id: str | None = None) -> str:
         return f"{self.prefix}:alerts" + (f":{stream_id}" if stream_id else "")
