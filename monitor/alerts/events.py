@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from ..scoring import ALERTING, VerdictPolicy, WindowPolicy, WindowStats, severity
 
 SCHEMA = "deepfake-monitor/alert/v1"
+OWNER_LOST = uuid.UUID("6f1d7a52-5b8e-4a43-9a57-0c2b8d1f6e11")  # namespace of owner_lost close event ids
+
+
+def owner_lost_close(last: dict, instance: str) -> dict:
+    """The `closed` event (reason `owner_lost`) of an alert whose daemon lost its stream, made from the alert's
+    last event. Its id is derived from the alert id, so however many daemons make it, it is delivered once."""
+    return {**last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": "owner_lost",
+            "event_id": uuid.uuid5(OWNER_LOST, last["alert_id"]).hex, "instance": instance,
+            "times": {**(last.get("times") or {}), "scored_at": time.time()}}
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,13 @@ import asyncio
 import json
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .. import __version__
+from ..alerts.events import owner_lost_close
 from ..alerts.sinks.redis import OUTAGES, connect, describe_error
 from ..errors import ConfigError
 from ..logs import get
@@ -39,7 +39,6 @@ log = get(__name__)
 CLUSTER = "cluster"  # the origin of streams run for the cluster (in /streams)
 VALIDITY = 0.8  # share of the TTL a lease is trusted locally after its renewal was sent
 LIVE = 0.7  # a member unseen for this share of the TTL (two heartbeats) is taken for gone
-OWNER_LOST = uuid.UUID("6f1d7a52-5b8e-4a43-9a57-0c2b8d1f6e11")  # namespace of owner_lost close event ids
 
 
 class ClusterMetrics:
@@ -283,11 +282,7 @@ class ClusterCoordinator:
             last = json.loads(max(history.items(), key=lambda item: int(item[0].split(":")[1]))[1])
             if last.get("type") == "closed":
                 continue
-            now = time.time()
-            await self.publisher.publish({
-                **last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": "owner_lost",
-                "event_id": uuid.uuid5(OWNER_LOST, alert_id).hex, "instance": self.instance,
-                "times": {**(last.get("times") or {}), "scored_at": now}})
+            await self.publisher.publish(owner_lost_close(last, self.instance))
             closed += 1
         return closed
 

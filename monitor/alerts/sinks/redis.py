@@ -10,7 +10,10 @@ In cluster mode each event carries the fencing token of the stream's lease it wa
 published). The script rejects (`FENCED`) an event made after a newer owner claimed the stream: a daemon that
 was paused past its lease cannot publish for a stream it lost, while events it spooled before are still
 delivered. It also keeps `<prefix>:open:<stream>`, the stream's open alert ids, from which a new owner closes
-a dead owner's alerts; an update or close for an alert that is no longer open is dropped there (`CLOSED`).
+a dead owner's alerts; an update or close for an alert that is no longer open is dropped there (`CLOSED`). An
+alert opened by the previous owner but delivered only after the takeover (its spool replayed late) is one the
+new owner never saw: the script closes it at once with `owner_lost` (`LATE`), with the same derived event id
+the new owner would use.
 """
 
 from __future__ import annotations
@@ -32,17 +35,20 @@ from ...evidence import decode_files, is_evidence, meta_json
 from ...logs import get
 from ...redact import redact
 from ...tasks import TaskSupervisor
+from ..events import owner_lost_close
 from .base import SinkRetry
 
 log = get(__name__)
 
 DELIVER = """
+local late = false
 if ARGV[8] ~= '' then
   local token = tonumber(ARGV[8])
   local current = tonumber(redis.call('GET', KEYS[4]) or '0')
   if token < current then
     local taken = tonumber(redis.call('HGET', KEYS[5], tostring(token + 1)) or '0')
     if tonumber(ARGV[9]) >= taken then return 'FENCED' end
+    late = true
   end
   if ARGV[11] ~= '' and ARGV[10] ~= 'opened' and redis.call('SISMEMBER', KEYS[6], ARGV[11]) == 0 then
     return 'CLOSED'
@@ -60,6 +66,18 @@ if redis.call('SET', KEYS[1], '1', 'NX', 'EX', tonumber(ARGV[1])) then
     elseif ARGV[10] == 'closed' then
       redis.call('SREM', KEYS[6], ARGV[11])
     end
+  end
+  if late and ARGV[10] == 'opened' and ARGV[12] ~= '' then
+    -- Opened by a previous owner, delivered after the stream's new owner closed the alerts it found open:
+    -- nobody else will close it, so its owner_lost close (ARGV[12], id derived from the alert) goes now.
+    if redis.call('SET', KEYS[7], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+      redis.call('XADD', KEYS[2], 'MAXLEN', '~', tonumber(ARGV[2]), '*', 'event', ARGV[12])
+      redis.call('PUBLISH', ARGV[4], ARGV[12])
+      redis.call('PUBLISH', ARGV[5], ARGV[12])
+      redis.call('HSET', KEYS[3], ARGV[13], ARGV[12])
+      redis.call('SREM', KEYS[6], ARGV[11])
+    end
+    return 'LATE'
   end
   return id
 end
@@ -299,13 +317,20 @@ class RedisSink:
                     alert = event.get("alert_id") or ""  # drift events belong to no alert
                     fence = event.get("_fence") or {}
                     stream = event["stream_id"]
+                    # Cluster mode: an `opened` event goes with its owner_lost close, which the script delivers
+                    # only if the event arrives after a newer owner took the stream over.
+                    close = (owner_lost_close(public(event), self.instance)
+                             if fence and alert and event.get("type") == "opened" else None)
                     await self._deliver(
                         keys=[s.delivered_key(event["event_id"]), s.events_key, s.alert_key(alert or "none"),
-                              s.epoch_key(stream), s.epochs_key(stream), s.open_key(stream)],
+                              s.epoch_key(stream), s.epochs_key(stream), s.open_key(stream),
+                              s.delivered_key(close["event_id"] if close else "none")],
                         args=[s.dedupe_ttl_s, s.events_maxlen, json.dumps(public(event), separators=(",", ":")),
                               s.channel(), s.channel(stream), f"seq:{event.get('seq', 0)}" if alert else "",
                               s.alert_ttl_s, fence.get("token", ""), fence.get("made_at", 0),
-                              event.get("type", ""), alert], client=pipe)
+                              event.get("type", ""), alert,
+                              json.dumps(close, separators=(",", ":")) if close else "",
+                              f"seq:{close['seq']}" if close else ""], client=pipe)
                     scripted.append(event)
                 if s.wait_replicas:
                     pipe.execute_command("WAIT", s.wait_replicas, int(s.timeout_s * 1000))
@@ -318,6 +343,9 @@ class RedisSink:
             raise SinkRetry(f"only {results[-1]} of {s.wait_replicas} replicas acknowledged the events")
         self._mark_up()
         for event, result in zip(scripted, results):
+            if event is not None and result == "LATE":
+                log.info("alert closed with owner_lost: its daemon lost the stream before delivering its opening",
+                         stream_id=event.get("stream_id"), alert_id=event.get("alert_id"))
             if event is not None and result == "FENCED":
                 self.metrics.fenced.inc()
                 log.warning("alert event fenced: made after another daemon took the stream over", type=event.get("type"),
