@@ -68,16 +68,26 @@ class Browser:
         return await asyncio.to_thread(action, self.driver, *args)
 
     async def wait(self, predicate, timeout: float, step: float = 0.2) -> bool:
-        """Poll `predicate(driver)` (off the loop) until it is true or `timeout` passes."""
+        """Poll `predicate(driver)` (off the loop) until it is true or `timeout` passes. An element that is not
+        there yet, or went stale because the page was navigating, counts as "not yet" (as in Selenium's own
+        WebDriverWait)."""
         import asyncio
         import time
 
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+        def check(driver):
+            try:
+                return bool(predicate(driver))
+            except (NoSuchElementException, StaleElementReferenceException):
+                return False
+
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if await self.do(predicate):
+            if await self.do(check):
                 return True
             await asyncio.sleep(step)
-        return bool(await self.do(predicate))
+        return await self.do(check)
 
     def text(self, element_id: str):
         return self.do(lambda d: d.find_element("id", element_id).text)
