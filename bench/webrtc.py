@@ -65,6 +65,30 @@ def clip(path: Path, height: int) -> str:
     return str(write_mp4(path, (np.roll(base, i * 6, axis=1) for i in range(100))))
 
 
+async def receive(streams: list, first_frame_s: float, settle_s: float, seconds: float):
+    """Once every stream has a first frame (or `first_frame_s` passed) and after `settle_s` of taking frames:
+    this process's CPU seconds and the wall seconds of a `seconds` window, and each stream's sampled frames/s."""
+
+    async def consume(source):
+        async for _ in source.frames():
+            pass
+
+    deadline = time.monotonic() + first_frame_s
+    while any(s.stats.frames_decoded == 0 for s in streams) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    consumers = [asyncio.create_task(consume(s)) for s in streams]
+    try:
+        await asyncio.sleep(settle_s)
+        emitted = [s.stats.frames_emitted for s in streams]
+        cpu, wall = time.process_time(), time.monotonic()
+        await asyncio.sleep(seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        return cpu, wall, [(s.stats.frames_emitted - e) / wall for s, e in zip(streams, emitted)]
+    finally:
+        for c in consumers:
+            c.cancel()
+
+
 async def measure(sources: dict, base: str, video: str, n: int, seconds: float):
     sources.clear()
     sources.update({f"s{i}": WhipSource(f"s{i}", sample_fps=2) for i in range(n)})
@@ -72,26 +96,9 @@ async def measure(sources: dict, base: str, video: str, n: int, seconds: float):
     child = subprocess.Popen([sys.executable, "-c", PUBLISHER.format(base=base, n=n,
                                                                       clip=video, seconds=seconds + 8)],
                              cwd=ROOT, stderr=subprocess.DEVNULL)
-    consumers = []
-
-    async def consume(source):
-        async for _ in source.frames():
-            pass
-
-    deadline = time.monotonic() + 30
-    while any(s.stats.frames_decoded == 0 for s in streams) and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    consumers = [asyncio.create_task(consume(s)) for s in streams]
-    await asyncio.sleep(1.0)
-    emitted = [s.stats.frames_emitted for s in streams]
-    cpu, wall = time.process_time(), time.monotonic()
-    await asyncio.sleep(seconds)
-    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(streams, emitted)]
+    cpu, wall, rates = await receive(streams, first_frame_s=30, settle_s=1.0, seconds=seconds)
     for s in streams:
         await s.stop()
-    for c in consumers:
-        c.cancel()
     child.kill()
     child.wait()
     await asyncio.sleep(0.5)
@@ -116,24 +123,8 @@ async def measure_browsers(sources: dict, base: str, camera: Path, n: int, secon
         for i in range(n):
             browsers.append(Browser(await asyncio.to_thread(chromium, profiles / f"p{n}-{i}", camera)))
             await browsers[-1].do(open_page, i)
-        deadline = time.monotonic() + 60
-        while any(s.stats.frames_decoded == 0 for s in streams) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-
-        async def consume(source):
-            async for _ in source.frames():
-                pass
-
-        consumers = [asyncio.create_task(consume(s)) for s in streams]
-        await asyncio.sleep(2.0)
-        emitted = [s.stats.frames_emitted for s in streams]
-        cpu, wall = time.process_time(), time.monotonic()
-        await asyncio.sleep(seconds)
-        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-        rates = [(s.stats.frames_emitted - e) / wall for s, e in zip(streams, emitted)]
+        cpu, wall, rates = await receive(streams, first_frame_s=60, settle_s=2.0, seconds=seconds)
         print(f"  ({n} browser(s): received {', '.join(f'{s.stats.fps():.1f}' for s in streams)} fps)", flush=True)
-        for c in consumers:
-            c.cancel()
     finally:
         for browser in browsers:
             await browser.quit()

@@ -3,7 +3,6 @@
 import threading
 
 import av
-import numpy as np
 import pytest
 from aiohttp import web
 
@@ -12,17 +11,10 @@ from monitor.api import serve
 from monitor.contracts import Frame
 from monitor.sources import ERROR, RUNNING, PyAVSource, SourceSettings
 from tests.support.aio import collect, wait_for
-from tests.support.media import write_mp4
+from tests.support.media import moving_bar, write_mp4
 from tests.support.servers import RtmpServer, push_rtmp
 
 FAST = dict(backoff_initial_s=0.2, backoff_max_s=1.0, backoff_fatal_s=30.0, open_timeout_s=5.0, stall_timeout_s=3.0)
-
-
-def moving(n, size=(320, 240)):
-    for i in range(n):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        frame[:, (i * 5) % size[0]:(i * 5) % size[0] + 30] = 220
-        yield frame
 
 
 def write_hls(folder, frames, fps=25):
@@ -41,7 +33,7 @@ def write_hls(folder, frames, fps=25):
 
 @pytest.fixture
 async def hls_server(tmp_path):
-    write_hls(tmp_path / "hls", moving(25 * 6))
+    write_hls(tmp_path / "hls", moving_bar(25 * 6))
     app = web.Application()
     app.router.add_static("/hls", tmp_path / "hls")
     runner, port = await serve(app, "127.0.0.1", 0)
@@ -67,7 +59,7 @@ async def test_hls_frames_arrive_and_a_missing_playlist_is_not_found(hls_server)
 
 
 async def test_rtmp_frames_arrive_from_a_real_rtmp_server(tmp_path):
-    clip = str(write_mp4(tmp_path / "clip.mp4", moving(75)))
+    clip = str(write_mp4(tmp_path / "clip.mp4", moving_bar(75)))
     stop = threading.Event()
     with RtmpServer(tmp_path / "nginx") as rtmp:
         publisher = threading.Thread(target=push_rtmp, args=(clip, rtmp.url("cam"), stop), daemon=True)

@@ -2,7 +2,6 @@
 
 import asyncio
 
-import numpy as np
 import pytest
 
 from monitor.contracts import Frame
@@ -10,25 +9,18 @@ from monitor.sources import ERROR, RUNNING, SourceSettings
 from monitor.sources.webrtc import restrict_host_addresses
 from monitor.sources.whep import WhepSource
 from tests.support.aio import collect, wait_for
-from tests.support.media import write_mp4
+from tests.support.media import moving_bar, write_mp4
 from tests.support.whep_server import WhepServer
 
 TOKEN = "Whep-T0ken@x/y"
 FAST = dict(backoff_initial_s=0.2, backoff_max_s=1.0, backoff_fatal_s=30.0, open_timeout_s=5.0, stall_timeout_s=2.0)
 
 
-def moving(n, size=(320, 240)):
-    for i in range(n):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        frame[:, (i * 5) % size[0]:(i * 5) % size[0] + 30] = 220
-        yield frame
-
-
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
     folder = tmp_path_factory.mktemp("whep")
-    h264 = write_mp4(folder / "clip.mp4", moving(75))
-    vp8 = write_mp4(folder / "clip.webm", moving(75), codec="libvpx")
+    h264 = write_mp4(folder / "clip.mp4", moving_bar(75))
+    vp8 = write_mp4(folder / "clip.webm", moving_bar(75), codec="libvpx")
     return {"h264": (str(h264), "H264"), "vp8": (str(vp8), "VP8")}
 
 

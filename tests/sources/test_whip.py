@@ -4,7 +4,6 @@ import asyncio
 import time
 
 import aiohttp
-import numpy as np
 import pytest
 from aiohttp import web
 from aiortc.mediastreams import VideoStreamTrack
@@ -14,22 +13,15 @@ from monitor.contracts import Frame, SessionEnded
 from monitor.sources import ENDED, RUNNING, WAITING
 from monitor.sources.whip import WhipEndpoint, WhipSettings, WhipSource
 from tests.support.aio import collect, wait_for
-from tests.support.media import write_mp4
+from tests.support.media import moving_bar, write_mp4
 from tests.support.whip_client import WhipPublisher
 
 TOKEN = "t0ken-for-tests"
 
 
-def moving(n, size=(320, 240)):
-    for i in range(n):
-        frame = np.full((size[1], size[0], 3), 40, np.uint8)
-        frame[:, (i * 5) % size[0]:(i * 5) % size[0] + 30] = 220
-        yield frame
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return str(write_mp4(tmp_path_factory.mktemp("whip") / "clip.mp4", moving(75)))
+    return str(write_mp4(tmp_path_factory.mktemp("whip") / "clip.mp4", moving_bar(75)))
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
-import av
-import numpy as np
+from tests.support.media import write_video
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 QUIET = ["--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run",
@@ -38,20 +37,7 @@ def chromium(profile: Path, fake_video: Path | None = None, extra: tuple[str, ..
 
 def write_y4m(path: Path, frames, fps: int = 25) -> Path:
     """Raw I420 frames in a Y4M file: what Chromium's fake camera plays (in a loop)."""
-    with av.open(str(path), "w", format="yuv4mpegpipe") as out:
-        stream = out.add_stream("rawvideo", rate=fps)
-        stream.pix_fmt = "yuv420p"
-        first = True
-        for image in frames:
-            image = np.ascontiguousarray(image)
-            if first:
-                stream.height, stream.width = image.shape[:2]
-                first = False
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return write_video(path, frames, fps, "rawvideo", "yuv4mpegpipe")
 
 
 class Browser:

@@ -26,13 +26,27 @@ def face_frames(crops: list[np.ndarray], n_frames: int, size=(640, 480), face_px
         yield frame
 
 
+def moving_bar(n: int, size=(320, 240)):
+    """n frames of a bright bar sliding over a grey field: motion that any codec must encode, no face."""
+    for i in range(n):
+        frame = np.full((size[1], size[0], 3), 40, np.uint8)
+        frame[:, (i * 5) % size[0]:(i * 5) % size[0] + 30] = 220
+        yield frame
+
+
 def write_mp4(path: Path, frames, fps: int = 25, codec: str = "libx264") -> Path:
-    with av.open(str(path), "w") as container:
+    return write_video(path, frames, fps, codec)
+
+
+def write_video(path: Path, frames, fps: int, codec: str, container_format: str | None = None) -> Path:
+    """RGB frames (HxWx3 uint8) encoded as 4:2:0 video; the container from the file name unless given."""
+    with av.open(str(path), "w", format=container_format) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.pix_fmt = "yuv420p"
         stream.options = {"tune": "zerolatency", "bf": "0"} if codec == "libx264" else {}
         first = True
         for image in frames:
+            image = np.ascontiguousarray(image)
             if first:
                 stream.height, stream.width = image.shape[:2]
                 first = False

@@ -18,7 +18,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-class RedisServer:
+class ServerProcess:
+    """A server run as a child process: stopped with SIGTERM (SIGKILL if it lingers), usable as a context
+    manager (`with RedisServer() as redis_server:`)."""
+
+    process: subprocess.Popen | None = None
+    stop_timeout_s = 10.0
+
+    def start(self):
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as a crashed host's would."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class RedisServer(ServerProcess):
     """A real `redis-server` that a test can stop and start again on the same port."""
 
     def __init__(self, port: int | None = None, password: str | None = None, args: tuple[str, ...] = ()):
@@ -53,25 +87,6 @@ class RedisServer:
             except OSError:
                 time.sleep(0.02)
         raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def kill(self) -> None:
-        """SIGKILL: the server dies as a crashed host's would."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class SentinelSet:
@@ -139,8 +154,10 @@ class SentinelSet:
 RTSP_SCRIPT = Path(__file__).with_name("rtsp_server.py")
 
 
-class RtspServer:
+class RtspServer(ServerProcess):
     """GStreamer's RTSP server (Debian's python3 with gi), restartable on the same port."""
+
+    stop_timeout_s = 5.0
 
     def __init__(self, file: str | None = None, port: int | None = None, user: str | None = None,
                  password: str | None = None, size: str = "640x480"):
@@ -164,27 +181,12 @@ class RtspServer:
             raise RuntimeError(f"RTSP server did not start on port {self.port}: {line!r}")
         return self
 
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 RTMP_MODULE = "/usr/lib/nginx/modules/ngx_rtmp_module.so"
 
 
-class RtmpServer:
+class RtmpServer(ServerProcess):
     """nginx with its RTMP module (Debian's libnginx-mod-rtmp): a real RTMP server that publishers push to
     (`rtmp://127.0.0.1:PORT/live/NAME`) and players pull from."""
 
@@ -220,18 +222,6 @@ rtmp {{ server {{ listen 127.0.0.1:{self.port}; application live {{ live on; }} 
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"nginx-rtmp did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def push_rtmp(path: str, url: str, stop) -> None:
