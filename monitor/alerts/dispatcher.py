@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from ..logs import get
 from ..tasks import TaskSupervisor
 from .sinks import AlertSink, SinkRejected, SinkRetry
-from .spool import Spool
+from .spool import Spool, Spooled
 
 log = get(__name__)
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 30.0
@@ -60,7 +60,7 @@ class SinkDispatcher:
         for event in self._wake.values():
             event.set()
         for sink in self.sinks:
-            self.metrics.pending.labels(sink.name).set(self.spool.pending(sink.name))
+            self._update_pending(sink.name)
 
     def caught_up(self) -> bool:
         return all(self.spool.pending(s.name) == 0 for s in self.sinks)
@@ -83,25 +83,26 @@ class SinkDispatcher:
         name, wake = sink.name, self._wake[sink.name]
         backoff, failing_since = BACKOFF_FIRST_S, None
         while not self._closing:
-            events = self.spool.peek(name, sink.batch_size)
-            if not events:
+            records = self.spool.peek(name, sink.batch_size)
+            if not records:
                 wake.clear()
                 await wake.wait()
                 continue
             wanted = 0
-            while wanted < len(events) and sink.wants(events[wanted]):
+            while wanted < len(records) and sink.wants(records[wanted].event):
                 wanted += 1
             if not wanted:  # the sink's filters leave the head out: skip it (and whatever follows unwanted)
                 skipped = 1
-                while skipped < len(events) and not sink.wants(events[skipped]):
+                while skipped < len(records) and not sink.wants(records[skipped].event):
                     skipped += 1
-                self.spool.ack(name, skipped)
+                self.spool.ack(name, records[skipped - 1].seq)
                 self.metrics.skipped.labels(name).inc(skipped)
+                self._update_pending(name)
                 continue
             try:
-                await sink.deliver(events[:wanted])
+                await sink.deliver([r.event for r in records[:wanted]])
             except SinkRejected as e:
-                self._give_up(sink, events[0], f"rejected: {e}")
+                self._give_up(sink, records[0], f"rejected: {e}")
                 failing_since, backoff = None, BACKOFF_FIRST_S
                 continue
             except (SinkRetry, Exception) as e:
@@ -111,7 +112,7 @@ class SinkDispatcher:
                 failing_since = failing_since or now
                 self._failed(name, str(e))
                 if sink.max_retry_s is not None and now - failing_since > sink.max_retry_s:
-                    self._give_up(sink, events[0], f"still failing after {sink.max_retry_s:.0f} s: {e}")
+                    self._give_up(sink, records[0], f"still failing after {sink.max_retry_s:.0f} s: {e}")
                     failing_since, backoff = None, BACKOFF_FIRST_S
                     continue
                 retry_after = getattr(e, "retry_after_s", None)
@@ -120,7 +121,7 @@ class SinkDispatcher:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 await asyncio.sleep(delay)
                 continue
-            self.spool.ack(name, wanted)
+            self.spool.ack(name, records[wanted - 1].seq)
             self._delivered(name, wanted)
             failing_since, backoff = None, BACKOFF_FIRST_S
 
@@ -130,6 +131,9 @@ class SinkDispatcher:
         self.failing[name] = None
         self.metrics.delivered.labels(name).inc(n)
         self.metrics.up.labels(name).set(1)
+        self._update_pending(name)
+
+    def _update_pending(self, name: str) -> None:
         self.metrics.pending.labels(name).set(self.spool.pending(name))
 
     def _failed(self, name: str, reason: str) -> None:
@@ -140,10 +144,12 @@ class SinkDispatcher:
         self.metrics.failures.labels(name, "retry").inc()
         self.metrics.up.labels(name).set(0)
 
-    def _give_up(self, sink: AlertSink, event: dict, reason: str) -> None:
+    def _give_up(self, sink: AlertSink, record: Spooled, reason: str) -> None:
+        event = record.event
         path = self.spool.dead_letter(sink.name, event, reason)
-        self.spool.ack(sink.name, 1)
+        self.spool.ack(sink.name, record.seq)
         self.metrics.dead_letters.labels(sink.name).inc()
+        self._update_pending(sink.name)
         if reason.startswith("rejected"):
             self.metrics.failures.labels(sink.name, "rejected").inc()
         log.error("alert event dead-lettered", sink=sink.name, event_id=event.get("event_id"),
