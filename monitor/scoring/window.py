@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import statistics
 from collections import Counter, deque
 from dataclasses import dataclass
@@ -44,7 +45,12 @@ class TrackWindow:
         self._skips: deque[tuple[float, str]] = deque()
 
     def add(self, frame_time: float, p_fake: float) -> None:
-        self._scores.append((frame_time, p_fake))
+        # Kept in frame order even when crops are scored out of it (several devices finish batches in any
+        # order), so that ageing out from the left is right and max_crops keeps the newest frames.
+        if self._scores and frame_time < self._scores[-1][0]:
+            bisect.insort(self._scores, (frame_time, p_fake), key=lambda s: s[0])
+        else:
+            self._scores.append((frame_time, p_fake))
         while len(self._scores) > self.policy.max_crops:
             self._scores.popleft()
 
