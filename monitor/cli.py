@@ -199,10 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--config", required=True, metavar="FILE", help="TOML config (see config/example.toml)")
 
     check = commands.add_parser(
-        "check-config", help="validate a config file and print the effective config",
+        "check-config", help="validate a config file and this host's readiness for it",
         description="Validate a config file and print the effective configuration (defaults filled in) as JSON, "
-                    "with secrets and URL credentials masked. Errors name the key; exit 2.")
+                    "with secrets and URL credentials masked; then run the checks `monitor run` makes before it "
+                    "loads a model: the spool folder is writable and no other daemon holds it, the HTTP port "
+                    "(and a local redis-server's) can be listened on, every checkpoint file and device exists. "
+                    "Each failure is one line naming the key; exit 2.")
     check.add_argument("config", metavar="FILE")
+    check.add_argument("--other-host", action="store_true",
+                       help="validate a file meant for another host: secrets not set here (${NAME}, "
+                            "${credential:NAME}) are replaced by placeholders and listed, and the host checks are "
+                            "not run")
 
     report = commands.add_parser(
         "report", help="write an alert's self-contained HTML report (and save its crops)",
@@ -704,11 +711,14 @@ def _run(args) -> int:
     import asyncio
 
     from .config import load
-    from .daemon import run
     from .logs import capture_native_stderr, configure
+    from .preflight import preflight
 
     config = load(args.config)
     configure(config.logging.level, config.logging.format)
+    preflight(config)  # before the daemon's imports (torch, seconds): a second daemon is refused at once
+    from .daemon import run
+
     capture_native_stderr()  # native libraries' banners go to the log at debug level, not to the terminal
     try:
         return asyncio.run(run(config, args.config))
@@ -771,19 +781,37 @@ def _sinks(args) -> int:
 
 def _check_config(args) -> int:
     from . import tls
-    from .config import load, masked
+    from .config import PLACEHOLDER, load, masked
 
-    config = load(args.config)
+    missing = [] if args.other_host else None
+    try:
+        config = load(args.config, missing)
+    except ConfigError as e:
+        if "is not set" in str(e) or "credential" in str(e):
+            raise ConfigError(f"{e} (for a file meant for another host: check-config --other-host)") from None
+        raise
     http = config.http
-    if http.tls_cert:  # readable, PEM, matching, not expired (each a configuration error naming the key)
+    if http.tls_cert and PLACEHOLDER not in http.tls_cert:  # readable, PEM, matching, not expired
         certificate = tls.load(http.tls_cert, http.tls_key)
         if certificate.days_left < tls.RENEW_BEFORE.days:
             print(f"monitor: warning: http.tls_cert expires in {certificate.days_left:.0f} days "
                   f"({certificate.not_after:%Y-%m-%d})", file=sys.stderr)
-    elif tls.wants_tls(http):
+    elif tls.wants_tls(http) and not http.tls_cert:
         print(f"monitor: note: HTTPS with a self-signed certificate made in {http.tls_dir} at first start "
               f"(http.tls = \"{http.tls}\", host {http.host})", file=sys.stderr)
     print(json.dumps(masked(config), indent=2))
+    if args.other_host:
+        for reference in missing:
+            print(f"monitor: note: not set on this host, validated with a placeholder: {reference}", file=sys.stderr)
+        print("monitor: note: --other-host: host checks (spool, ports, devices, checkpoint files) not run",
+              file=sys.stderr)
+        print(f"monitor: {args.config}: valid", file=sys.stderr)
+        return EXIT_OK
+    from .preflight import preflight
+
+    for line in preflight(config):
+        print(f"monitor: ok: {line}", file=sys.stderr)
+    print(f"monitor: {args.config}: valid, and this host is ready for it", file=sys.stderr)
     return EXIT_OK
 
 

@@ -264,16 +264,29 @@ def _first_error(error: ValidationError) -> str:
     return f"{location}: {message}" if location else message
 
 
-def _resolve(value: Any, path: str) -> Any:
-    """Replace ${NAME} and ${credential:NAME} in every string."""
+PLACEHOLDER = "placeholder0secret"  # stands for a secret that is not on this host (check-config --other-host)
+
+
+def _resolve(value: Any, path: str, missing: list[str] | None = None) -> Any:
+    """Replace ${NAME} and ${credential:NAME} in every string. With `missing` (a list), a reference this host
+    cannot resolve becomes PLACEHOLDER and `key: ${...}` is added to the list instead of raising."""
     if isinstance(value, dict):
-        return {k: _resolve(v, f"{path}.{k}" if path else k) for k, v in value.items()}
+        return {k: _resolve(v, f"{path}.{k}" if path else k, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, f"{path}.{i}") for i, v in enumerate(value)]
+        return [_resolve(v, f"{path}.{i}", missing) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def replace(match: re.Match) -> str:
+        try:
+            return lookup(match)
+        except ConfigError:
+            if missing is None:
+                raise
+            missing.append(f"{path}: {match[0]}")
+            return PLACEHOLDER
+
+    def lookup(match: re.Match) -> str:
         kind, name = match.groups()
         if kind == "credential":
             folder = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -291,9 +304,11 @@ def _resolve(value: Any, path: str) -> Any:
     return _REFERENCE.sub(replace, value)
 
 
-def parse(data: dict) -> MonitorConfig:
+def parse(data: dict, missing: list[str] | None = None) -> MonitorConfig:
+    """Validate a config's data (ConfigError naming the key). With `missing`, secrets not on this host are
+    replaced by placeholders and listed there (see `_resolve`)."""
     try:
-        config = MonitorConfig.model_validate(_resolve(data, ""))
+        config = MonitorConfig.model_validate(_resolve(data, "", missing))
     except ValidationError as e:
         lines = []
         for err in e.errors():
@@ -340,8 +355,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 
-def load(path: str | Path) -> MonitorConfig:
-    return parse(read_toml(path))
+def load(path: str | Path, missing: list[str] | None = None) -> MonitorConfig:
+    return parse(read_toml(path), missing)
 
 
 def masked(config: MonitorConfig) -> dict:

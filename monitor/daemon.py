@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-import tempfile
-from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
@@ -20,6 +18,7 @@ from . import config as config_module
 from . import tls
 from .alerts import AlertPublisher, PublisherMetrics, Spool
 from .alerts.sinks import build_sinks
+from .alerts.spool import SpoolBusy
 from .alerts.store import AlertStore
 from .config import MonitorConfig, StreamConfig
 from .errors import ConfigError, MonitorError, RuntimeFailure
@@ -28,12 +27,13 @@ from .local_redis import LocalRedis
 from .logs import configure, get
 from .metrics import DaemonMetrics, StreamCollector
 from .notify import Notifier
+from .preflight import preflight
 from .redact import redact
 from .reload import plan_reload
 from .sources.whip import WhipEndpoint
 from .supervisor import FILE, StreamSupervisor
 from .tasks import TaskSupervisor
-from .worker.loader import LoadedModel, check_devices, config_key, load_models
+from .worker.loader import LoadedModel, load_models
 
 log = get(__name__)
 SHUTDOWN_BOUND_S = 20.0
@@ -257,33 +257,6 @@ class Daemon:
         self.watchdog.status()
 
 
-def preflight(config: MonitorConfig) -> None:
-    """What can be checked before anything starts, so that a bad setting is one line naming its key (exit 2)
-    and nothing was started: the devices, the checkpoint file, the spool folder, the HTTP port."""
-    for name, model in config.model_table.items():
-        key = config_key(name)
-        check_devices(model.devices, key)
-        if model.path is not None and not Path(model.path).is_file():
-            raise ConfigError(f"{key}.path: {model.path}: no such checkpoint file")
-    folder = Path(config.alerts.spool_dir)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as e:
-        raise ConfigError(f"alerts.spool_dir: cannot use {folder}: {e.strerror or e}") from None
-    if config.http.tls_cert:
-        tls.load(config.http.tls_cert, config.http.tls_key)  # readable, PEM, matching, not expired
-    if config.http.port:
-        with socket.socket(socket.AF_INET6 if ":" in config.http.host else socket.AF_INET) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server will
-            try:
-                probe.bind((config.http.host, config.http.port))
-            except OSError as e:
-                raise ConfigError(f"http.port: cannot listen on {config.http.host}:{config.http.port}: "
-                                  f"{e.strerror or e}") from None
-
-
 def tls_certificate(http) -> tls.Certificate | None:
     """The certificate the server uses, or None for plain HTTP (ConfigError naming the key if unusable)."""
     if not tls.wants_tls(http):
@@ -296,6 +269,8 @@ def tls_certificate(http) -> tls.Certificate | None:
 def open_spool(config: MonitorConfig, sinks: list[str]) -> Spool:
     try:
         return Spool(config.alerts.spool_dir, config.alerts.spool_max_events, sinks)
+    except SpoolBusy as e:
+        raise ConfigError(f"alerts.spool_dir: {e}") from None
     except OSError as e:
         raise ConfigError(f"alerts.spool_dir: cannot use {config.alerts.spool_dir}: {e.strerror or e}") from None
 

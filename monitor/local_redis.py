@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from .errors import ConfigError
 from .logs import get
+from .preflight import bindable
 
 log = get(__name__)
 
@@ -28,6 +29,8 @@ class LocalRedis:
         if url.hostname not in ("127.0.0.1", "localhost"):
             raise ConfigError("redis.start_local: only for a redis URL on 127.0.0.1")
         port = url.port or 6379
+        # Someone else's server on the port would answer our readiness probe below: refuse instead of using it.
+        bindable("redis.start_local", "127.0.0.1", port, what="a local redis-server")
         # An empty folder of its own: a dump.rdb lying in the current folder would otherwise be loaded.
         self.folder = tempfile.TemporaryDirectory(prefix="monitor-redis-")
         command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -5,12 +5,14 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.support.reference_models import make_gend, make_lightning
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run(*args, env=None, timeout=120):
@@ -121,33 +123,94 @@ def test_help_explains_every_command():
     assert run().returncode == 2
 
 
-def test_demo_shows_only_its_own_log_lines_until_ready(tmp_path):
-    """`monitor demo` as a user starts it: native libraries (LiteRT under mediapipe) print banners and warnings
-    to stderr; they go to the log at debug level, so up to `ready` every line is the monitor's own."""
-    import json
+def demo_config(tmp_path) -> tuple[str, int]:
+    """The shipped demo config on free ports (the tests never take 8089 or 6390, which a user's demo may hold)."""
+    from tests.support.servers import free_port
+
+    port, redis_port = free_port(), free_port()
+    text = (REPO / "config" / "demo.toml").read_text()
+    text = text.replace("port = 8089", f"port = {port}").replace("127.0.0.1:6390", f"127.0.0.1:{redis_port}")
+    path = tmp_path / "demo.toml"
+    path.write_text(text)
+    return str(path), port
+
+
+def start_demo(config: str, env: dict) -> subprocess.Popen:
+    return subprocess.Popen([*MONITOR, "demo", "--config", config], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+
+
+def read_until_ready(demo: subprocess.Popen, timeout: float = 240) -> list[str]:
+    lines, deadline = [], time.monotonic() + timeout
+    for line in demo.stderr:
+        lines.append(line.rstrip("\n"))
+        if '"event": "ready"' in line or time.monotonic() > deadline:
+            break
+    return lines
+
+
+def delivered_alerts(port: int) -> float:
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("deepfake_alerts_delivered_total"))
+
+
+def wait_for_delivery(port: int, timeout: float = 150) -> float:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if delivered := delivered_alerts(port):
+            return delivered
+        time.sleep(1)
+    return 0.0
+
+
+def stop(demo: subprocess.Popen) -> None:
     import signal
 
+    if demo.poll() is None:
+        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C
+    demo.wait(timeout=60)
+
+
+def test_demo_as_a_user_runs_it_twice_and_again(tmp_path):
+    """`monitor demo` as a user starts it: native libraries (LiteRT under mediapipe) print banners and warnings
+    to stderr; they go to the log at debug level, so up to `ready` every line is the monitor's own. A second
+    demo started beside it is refused at once (exit 2, naming the spool). After Ctrl-C, a demo started again on
+    the same spool delivers its alerts (the spool used to number them behind its saved cursor and drop them)."""
+    config, port = demo_config(tmp_path)
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1"}
-    demo = subprocess.Popen([*MONITOR, "demo"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            env=env, start_new_session=True)
-    lines = []
+    demo = start_demo(config, env)
     try:
-        deadline = time.monotonic() + 240
-        for line in demo.stderr:
-            lines.append(line.rstrip("\n"))
-            if '"event": "ready"' in line or time.monotonic() > deadline:
-                break
+        lines = read_until_ready(demo)
+        assert lines and '"event": "ready"' in lines[-1], lines[-10:]
+        foreign = []
+        for line in lines:
+            if line.startswith("monitor: demo stream "):
+                continue
+            try:
+                json.loads(line)["event"]
+            except (ValueError, KeyError, TypeError):
+                foreign.append(line)
+        print(f"{len(lines)} lines up to ready; not the monitor's: {foreign}")
+        assert not foreign
+
+        started = time.monotonic()
+        second = subprocess.run([*MONITOR, "demo", "--config", config], capture_output=True, text=True, env=env,
+                                timeout=60)
+        took = time.monotonic() - started
+        print(f"second demo refused in {took:.2f} s: {second.stderr.strip().splitlines()[-1]}")
+        assert second.returncode == 2 and "alerts.spool_dir" in second.stderr and "in use" in second.stderr
+        assert took < 10  # 2 s on an idle machine; a loose bound here, the exit before the model is the point
+        assert "model" not in second.stderr.lower().replace("monitor:", "")
+
+        assert wait_for_delivery(port) >= 1, "the first demo delivered no alert"
     finally:
-        os.killpg(demo.pid, signal.SIGINT)
-        demo.wait(timeout=60)
-    assert lines and '"event": "ready"' in lines[-1], lines[-10:]
-    foreign = []
-    for line in lines:
-        if line.startswith("monitor: demo stream "):
-            continue
-        try:
-            json.loads(line)["event"]
-        except (ValueError, KeyError, TypeError):
-            foreign.append(line)
-    print(f"{len(lines)} lines up to ready; not the monitor's: {foreign}")
-    assert not foreign
+        stop(demo)
+    again = start_demo(config, env)
+    try:
+        assert '"event": "ready"' in read_until_ready(again)[-1]
+        assert wait_for_delivery(port) >= 1, "the demo started again delivered none of its alerts"
+    finally:
+        stop(again)

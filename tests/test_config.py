@@ -2,6 +2,7 @@
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,30 @@ def test_example_and_demo_configs_are_valid(monkeypatch):
         load(root / "config" / "example.toml")
     assert load(root / "config" / "demo.toml").streams[0].url == "/tmp/demo.mp4"
     assert parse({}).streams == []
+
+
+def test_the_shipped_example_is_valid_for_another_host(capsys, monkeypatch):
+    """config/example.toml references secrets this host does not have: check-config says which and fails;
+    with --other-host it validates the file with placeholders, lists them, and runs no host checks."""
+    for name in ("REDIS_PASSWORD", "LOBBY_CAMERA_PASSWORD", "CREDENTIALS_DIRECTORY"):
+        monkeypatch.delenv(name, raising=False)
+    example = Path(__file__).resolve().parents[1] / "config" / "example.toml"
+    assert cli.main(["check-config", str(example)]) == 2
+    err = capsys.readouterr().err
+    assert "redis.url: environment variable REDIS_PASSWORD is not set" in err and "--other-host" in err
+    assert cli.main(["check-config", "--other-host", str(example)]) == 0
+    captured = capsys.readouterr()
+    shown = json.loads(captured.out)
+    assert shown["http"]["token"] == "***" and "placeholder" not in captured.out
+    for reference in ("redis.url: ${REDIS_PASSWORD}", "http.token: ${credential:api-token}",
+                      "streams.0.url: ${LOBBY_CAMERA_PASSWORD}"):
+        assert f"validated with a placeholder: {reference}" in captured.err
+    assert "host checks (spool, ports, devices, checkpoint files) not run" in captured.err
+
+
+def test_other_host_still_refuses_what_is_wrong_in_the_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "monitor.toml"
+    path.write_text('[http]\ntoken = "${credential:api-token}"\n[verdict]\nsuspicious = 7\n')
+    assert cli.main(["check-config", "--other-host", str(path)]) == 2
+    assert "verdict.suspicious" in capsys.readouterr().err

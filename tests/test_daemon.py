@@ -1,6 +1,7 @@
 """The daemon end to end, as a real subprocess: RTSP (GStreamer) and WHIP (aiortc) in, Redis out."""
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
 
@@ -350,6 +352,7 @@ format = "json"
 def bad_start_config(tmp_path: Path, case: str, folder: Path, busy_port: int) -> str:
     model = f'path = "{folder / "model.ckpt"}"'
     devices, port, spool = '["cpu"]', free_port(), tmp_path / "spool"
+    redis = f'url = "redis://127.0.0.1:{free_port()}/0"'
     if case == "device":
         devices = '["cuda:3"]'
     elif case == "port":
@@ -359,26 +362,70 @@ def bad_start_config(tmp_path: Path, case: str, folder: Path, busy_port: int) ->
     elif case == "spool":
         (tmp_path / "a-file").write_text("not a folder")
         spool = tmp_path / "a-file" / "spool"
+    elif case == "local_redis":
+        redis = f'url = "redis://127.0.0.1:{busy_port}/0"\nstart_local = true'
     return (f'[model]\n{model}\ndevices = {devices}\n[alerts]\nspool_dir = "{spool}"\n[http]\nport = {port}\n'
-            f'[redis]\nurl = "redis://127.0.0.1:{free_port()}/0"\n[logging]\nformat = "json"\n')
+            f'[redis]\n{redis}\n[logging]\nformat = "json"\n')
 
 
-@pytest.mark.parametrize("case,key", [("device", "model.devices"), ("port", "http.port"), ("model", "model.path"),
-                                      ("spool", "alerts.spool_dir")])
-def test_start_failures_exit_2_with_one_line_naming_the_key(assets, tmp_path, case, key):
+START_FAILURES = [("device", "model.devices"), ("port", "http.port"), ("model", "model.path"),
+                  ("spool", "alerts.spool_dir"), ("spool_in_use", "alerts.spool_dir"),
+                  ("local_redis", "redis.start_local")]
+
+
+@contextmanager
+def another_monitor_on(spool: Path):
+    """A second process holding the spool, as a running daemon does (its Spool open)."""
+    holder = subprocess.Popen([sys.executable, "-c", f"import time; from monitor.alerts.spool import Spool; "
+                               f"s = Spool({str(spool)!r}); print('held', flush=True); time.sleep(300)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+@pytest.mark.parametrize("command", ["run", "check-config"])
+@pytest.mark.parametrize("case,key", START_FAILURES)
+def test_start_failures_exit_2_with_one_line_naming_the_key(assets, tmp_path, case, key, command):
+    """`monitor run` refuses before it loads a model, and `monitor check-config` finds the same: one line naming
+    the key, exit 2."""
     folder, _ = assets
-    with socket.socket() as busy:
+    with socket.socket() as busy, contextlib.ExitStack() as stack:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         config = tmp_path / "monitor.toml"
         config.write_text(bad_start_config(tmp_path, case, folder, busy.getsockname()[1]))
-        result = subprocess.run([sys.executable, "-m", "monitor.cli", "run", "--config", str(config)],
-                                capture_output=True, text=True, timeout=120)
+        holder = stack.enter_context(another_monitor_on(tmp_path / "spool")) if case == "spool_in_use" else None
+        args = ["run", "--config", str(config)] if command == "run" else ["check-config", str(config)]
+        started = time.monotonic()
+        result = subprocess.run([sys.executable, "-m", "monitor.cli", *args], capture_output=True, text=True,
+                                timeout=120)
+        took = time.monotonic() - started
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    print(f"{case}: exit {result.returncode}: {lines}")
+    print(f"{command} {case}: exit {result.returncode} in {took:.1f} s: {lines}")
     assert result.returncode == 2
     assert len(lines) == 1 and lines[0].startswith("monitor: error: ") and key in lines[0]
-    assert "Traceback" not in result.stderr and not result.stdout
+    assert "Traceback" not in result.stderr
+    if command == "run":
+        assert not result.stdout
+    if holder is not None:
+        assert f"pid {holder}" in lines[0]
+
+
+def test_check_config_reports_the_host_checks_it_passed(assets, tmp_path):
+    folder, _ = assets
+    config = tmp_path / "monitor.toml"
+    config.write_text(bad_start_config(tmp_path, "none", folder, free_port()))
+    result = subprocess.run([sys.executable, "-m", "monitor.cli", "check-config", str(config)], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    json.loads(result.stdout)
+    for key in ("alerts.spool_dir", "http.port", "model: devices cpu"):
+        assert f"monitor: ok: {key}" in result.stderr
+    assert "this host is ready for it" in result.stderr
 
 
 async def test_reload_applies_thresholds_to_open_alerts_rejects_bad_files_and_keeps_api_streams(assets, tmp_path,

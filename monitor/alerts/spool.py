@@ -7,7 +7,8 @@ pace. A sink that gives up on an event (rejected, or retried past its horizon) m
 file.
 
 Files: `events.jsonl` (one record a line: seq, spooled_at, event), `cursors.json` (the next sequence number,
-and per sink the seq and `spooled_at` of the last record it acknowledged), `dead-letter-<sink>.jsonl`.
+and per sink the seq and `spooled_at` of the last record it acknowledged), `dead-letter-<sink>.jsonl`, and
+`lock` (flock'd while a process has the spool open, holding its pid: a second daemon on it is refused).
 
 Sequence numbers never go back, across restarts too: the next one is the highest of the saved next number,
 the newest record + 1 and every saved cursor + 1. A cursor skips records at a restart only when the record it
@@ -22,6 +23,7 @@ merged away first; only then is the oldest event dropped (logged and counted).
 from __future__ import annotations
 
 import bisect
+import fcntl
 import json
 import os
 import time
@@ -31,8 +33,37 @@ from typing import NamedTuple
 from ..logs import get
 
 log = get(__name__)
-EVENTS, CURSORS, LEGACY_OFFSET = "events.jsonl", "cursors.json", "delivered"
+EVENTS, CURSORS, LEGACY_OFFSET, LOCK = "events.jsonl", "cursors.json", "delivered", "lock"
 CURSORS_VERSION = 2
+
+
+class SpoolBusy(Exception):
+    """Another process holds the spool folder: two daemons on one spool would deliver and trim each other's events."""
+
+
+def lock_folder(folder: Path):
+    """An exclusive lock on `folder` (flock on `<folder>/lock`, which says who holds it), held until the returned
+    file is closed or the process ends; SpoolBusy when another process holds it."""
+    handle = open(folder / LOCK, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise SpoolBusy(f"{folder} is in use by another monitor (pid {holder})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def check_free(folder: str | Path) -> None:
+    """SpoolBusy if another process holds `folder` now (the lock is let go at once)."""
+    folder = Path(folder)
+    if (folder / LOCK).exists():
+        lock_folder(folder).close()
 
 
 class Spooled(NamedTuple):
@@ -57,6 +88,7 @@ class Spool:
         self._acked_at: dict[str, float | None] = {}  # sink -> spooled_at of that record (its identity)
         self._next_seq = 0
         self._stale_lines = 0  # lines in the file that no sink needs any more
+        self._lock = lock_folder(self.folder)  # one process per spool
         self._load(list(sinks))
         self._file = open(self._log_path, "a", encoding="utf-8")
 
@@ -125,6 +157,7 @@ class Spool:
 
     def close(self) -> None:
         self._file.close()
+        self._lock.close()
 
     # --- internals ---------------------------------------------------------------------------------------
 

@@ -96,7 +96,8 @@ class SpoolMachine(RuleBasedStateMachine):
     def _abandon(self) -> None:
         """The process died: what is on disk stays as it is, memory is gone."""
         self._count_losses()
-        self.spool._file.close()
+        self.spool._file.close()  # the process's files close with it, its lock too
+        self.spool._lock.close()
         self.spool = None
         self._open()
 

@@ -26,9 +26,9 @@ from collections import deque
 import redis.asyncio as aioredis
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, AuthenticationWrongNumberOfArgsError, RedisError, ResponseError
-from redis.asyncio.retry import Retry
 
 from ...errors import ConfigError
 from ...evidence import decode_files, is_evidence, meta_json
