@@ -303,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
                "check-config": _check_config, "subscribe": _subscribe, "crop": _crop, "score": _score, "eval": _eval,
                "calibrate": _calibrate, "sinks": _sinks, "report": _report,
                "record": _record, "streams": _streams, "cluster": _cluster}[args.command]
+    if args.command in ("crop", "score", "eval"):  # they run mediapipe: LiteRT's banners go to the log (debug)
+        from .logs import capture_native_stderr
+
+        capture_native_stderr()
     try:
         return handler(args)
     except MonitorError as e:  # the one place errors become exit codes

@@ -38,8 +38,10 @@ async def test_status_is_safe_while_the_reader_decodes_at_full_speed(tmp_path, f
 
     consumer = asyncio.create_task(drain())
     await asyncio.sleep(0.3)
-    calls, failures, started = 0, [], time.monotonic()
-    while time.monotonic() - started < 2.0:
+    # Enough calls overlapping enough decoding, however slow this machine is today: counts, not a rate.
+    calls, failures, deadline = 0, [], time.monotonic() + 120
+    first = source.stats.frames_decoded
+    while (calls < 10_000 or source.stats.frames_decoded - first < 300) and time.monotonic() < deadline:
         try:
             status = source.status()
             assert status["frames_decoded"] >= status["frames_emitted"]
@@ -48,9 +50,9 @@ async def test_status_is_safe_while_the_reader_decodes_at_full_speed(tmp_path, f
         calls += 1
         if calls % 100 == 0:
             await asyncio.sleep(0)
-    decoded = source.stats.frames_decoded
+    decoded = source.stats.frames_decoded - first
     await source.stop()
     consumer.cancel()
     print(f"{calls} status() calls while {decoded} frames were decoded: {len(failures)} failures")
-    assert decoded > 500 and calls > 10_000
+    assert decoded >= 300 and calls >= 10_000
     assert not failures, failures[:3]
