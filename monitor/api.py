@@ -6,6 +6,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,6 +18,7 @@ from .auth import Auth
 from .config import masked
 from .errors import ConfigError, MonitorError
 from .redact import redact
+from .sources.base import is_local, local_path
 from .supervisor import API, StreamExists
 
 
@@ -120,6 +122,11 @@ def build_app(daemon) -> web.Application:
             stream = daemon.validate_stream(body)
         except ConfigError as e:
             return error(400, str(e))
+        if (daemon.cluster is None and stream.id not in daemon.supervisor.handles and is_local(stream.url)
+                and not Path(local_path(stream.url)).is_file()):
+            # This daemon would play it: a path it cannot open is the request's fault. (In cluster mode the
+            # file is on whichever daemon claims the stream.)
+            return error(400, f"url: {local_path(stream.url)}: no such file on this host")
         if daemon.cluster is not None:  # the registry is the fleet's list: some daemon will claim it
             try:
                 added = await daemon.cluster.registry.add(body)

@@ -252,9 +252,9 @@ class StreamSupervisor:
         handle = StreamHandle(plan, origin, self._source(plan), pipeline)
         pipeline.on_state = lambda state, force, handle=handle: self._write_state(handle, state)
         self.handles[stream_id] = handle
-        self._start(handle)
         log.info("stream added", stream_id=stream_id, url=redact(plan.config.url), origin=origin, model=model.name,
-                 shadow=shadow.name if shadow else None)
+                 shadow=shadow.name if shadow else None)  # before it starts: its first failure comes after
+        self._start(handle)
         return handle
 
     async def _drift(self, plan: StreamPlan) -> DriftTracker | None:

@@ -88,7 +88,8 @@ async def test_routes_with_a_token_refuse_without_it_and_show_the_running_config
     ("not json", 400, "JSON object"), ("[1, 2]", 400, "JSON object"), ('{"id": "x"}', 400, "url"),
     ('{"id": "bad id!", "url": "x.mp4"}', 400, "id"), ('{"id": "y", "url": "ftp://h/x"}', 400, "url"),
     ('{"id": "z", "url": "x.mp4", "verdict": {"suspicious": 3}}', 400, "verdict.suspicious"),
-    ('{"id": "flat0", "url": "x.mp4"}', 409, "already exists")])
+    ('{"id": "flat0", "url": "x.mp4"}', 409, "already exists"),
+    ('{"id": "m", "url": "/no/such/clip.mp4"}', 400, "url: /no/such/clip.mp4: no such file")])
 async def test_malformed_stream_definitions_are_refused_naming_the_key(daemon, body, status, needle):
     daemon, base = daemon
     async with aiohttp.ClientSession() as session:
@@ -127,3 +128,31 @@ async def test_every_route_checks_the_token_first(daemon):
             checked.append(f"{method} {path}")
     assert {"GET /cluster", "POST /streams", "DELETE /streams/{id}", "GET /alerts/{id}/report.html",
             "GET /live", "POST /whip/{stream_id}"} <= set(checked), checked
+
+
+async def test_a_stream_that_is_no_video_is_in_error_saying_so_after_it_was_added(daemon, tmp_path, caplog):
+    """A junk file: `error` with reason `not_video` and the file named (not FFmpeg's errno); the log says the
+    stream was added before it says it failed."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    daemon, base = daemon
+    junk = tmp_path / "notes.mp4"
+    junk.write_text("these are meeting notes, not a video\n" * 20)
+    async with aiohttp.ClientSession() as session:
+        async with session.post(base + "/streams", json={"id": "junk", "url": str(junk)},
+                                headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 201
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            status = daemon.supervisor.status("junk")
+            if status["state"] == "error":
+                break
+            await asyncio.sleep(0.1)
+    assert status["state"] == "error" and status["reason"] == "not_video", status
+    assert f"{junk} is not a video" in status["detail"] and "1094995529" not in status["detail"]
+    messages = [r.getMessage() for r in caplog.records if "junk" in r.getMessage()]
+    added = next(i for i, m in enumerate(messages) if "stream added" in m)
+    failed = next(i for i, m in enumerate(messages) if "stream failed" in m)
+    assert added < failed, messages
+    assert sorted(daemon.supervisor.ids()) == ["flat0", "flat1", "junk"]

@@ -20,8 +20,8 @@ STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = (
     "starting", "running", "stalled", "reconnecting", "ended", "error", "stopped", "waiting_for_publisher")
 STATES = (STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING)
 FPS_WINDOW_S = 5.0
-REASONS = ("auth", "not_found", "timeout", "refused", "codec", "protocol", "stall", "closed", "media_timeout",
-           "replaced", "stopped", "internal")
+REASONS = ("auth", "not_found", "dns", "not_video", "timeout", "refused", "codec", "protocol", "stall", "closed",
+           "media_timeout", "replaced", "stopped", "internal")
 
 
 class Source(Protocol):
@@ -89,9 +89,46 @@ def classify(error: BaseException, url: str) -> SourceFailure:
         reason = "timeout"
     elif isinstance(error, (av.error.DecoderNotFoundError, av.error.PatchWelcomeError)):
         reason = "codec"
+    elif (unresolved := unresolvable_host(url)) is not None:
+        # FFmpeg says only "Input/output error" when the host name does not resolve.
+        return SourceFailure("dns", redact(f"dns: the host name {unresolved!r} does not resolve ({text})"))
+    elif isinstance(error, av.error.InvalidDataError) and is_local(url):
+        return SourceFailure("not_video", redact(f"not_video: {local_path(url)} is not a video FFmpeg can read "
+                                                 f"({error.strerror or text})"))
     else:
         reason = "protocol"
     return SourceFailure(reason, redact(f"{reason}: {type(error).__name__}: {text}"))
+
+
+def is_local(url: str) -> bool:
+    """A file path or file:// URL (not `whip`, which names no file)."""
+    return url != "whip" and ("://" not in url or url.lower().startswith("file://"))
+
+
+def local_path(url: str) -> str:
+    return url[len("file://"):] if url.lower().startswith("file://") else url
+
+
+def unresolvable_host(url: str) -> str | None:
+    """The URL's host name when it does not resolve (asked only after a failure), else None."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if is_local(url):
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return host
+    except OSError:
+        return None
+    return None
 
 
 class SourceStats:
@@ -222,7 +259,7 @@ class StatsState:
         return self.stats.reason
 
 
-FATAL_REASONS = ("auth", "not_found")  # the server said no: retrying soon would only hammer it
+FATAL_REASONS = ("auth", "not_found", "dns", "not_video")  # no: retrying soon would only hammer it
 
 
 class Backoff:

@@ -99,7 +99,7 @@ async def test_bad_files_get_classified_errors(tmp_path):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    cases = {"absent": (tmp_path / "absent.mp4", "not_found"), "garbage": (tmp_path / "garbage.mp4", "protocol"),
+    cases = {"absent": (tmp_path / "absent.mp4", "not_found"), "garbage": (tmp_path / "garbage.mp4", "not_video"),
              "audio": (tmp_path / "audio.m4a", "codec")}
     sources = {name: PyAVSource(name, str(path), SourceSettings()) for name, (path, _) in cases.items()}
     for source in sources.values():
@@ -107,3 +107,21 @@ async def test_bad_files_get_classified_errors(tmp_path):
     for name, source in sources.items():
         await drain(source, timeout=10)
         assert (source.state, source.reason) == (ERROR, cases[name][1]), (name, source.detail)
+    garbage = sources["garbage"].status()["detail"]
+    assert f"{tmp_path / 'garbage.mp4'} is not a video" in garbage and "Errno" not in garbage
+
+
+@pytest.mark.parametrize("url", ["rtsp://viewer:pa55@no-such-camera.invalid:554/stream1",
+                                 "rtmp://no-such-relay.invalid/live/cam"])
+async def test_a_host_that_does_not_resolve_is_named(url):
+    """FFmpeg says only 'Input/output error'; the stream's reason says the name did not resolve."""
+    source = PyAVSource("cam", url, SourceSettings(open_timeout_s=3))
+    source.start()
+    deadline = time.monotonic() + 20
+    while source.state != ERROR and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    state, reason, detail = source.state, source.reason, source.status()["detail"]
+    await source.stop()
+    assert (state, reason) == (ERROR, "dns"), detail
+    host = url.split("@")[-1].split("://")[-1].split(":")[0].split("/")[0]
+    assert f"host name {host!r} does not resolve" in detail and "pa55" not in detail
