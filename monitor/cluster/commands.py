@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 from ..alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
 from ..config import load, read_toml
 from ..errors import ConfigError, InputError
 from ..redact import redact
+from . import keys
 from .leases import Leases
 from .registry import RegistryUnavailable, StreamRegistry, has_inline_secret, validate
 from .status import fleet, render
@@ -25,6 +27,22 @@ def _warn_inline(raw: dict) -> None:
               f"(${{NAME}} or ${{credential:NAME}}), which each daemon resolves itself", file=sys.stderr)
 
 
+LIVE_WITHIN_S = 30.0  # a daemon heartbeats every few seconds (a third of its lease TTL, at most 100 s)
+
+
+async def _warn_if_nobody_runs_it(registry: StreamRegistry, settings: RedisSettings, what: str) -> None:
+    """The registry is only a list: say so when no cluster daemon heartbeats on it, so nothing will run `what`."""
+    now = time.time()
+    try:
+        live = await registry.client.zrangebyscore(keys.members(settings.prefix), now - LIVE_WITHIN_S, "+inf")
+    except OUTAGES:
+        return  # the change itself went through; this is only advice
+    if not live:
+        print(f"monitor: warning: no cluster daemon is alive on this registry (prefix {settings.prefix!r}, none "
+              f"seen in {LIVE_WITHIN_S:.0f} s): nothing runs {what} until one starts with [cluster] enabled = true",
+              file=sys.stderr)
+
+
 async def add(settings: RedisSettings, raw: dict, replace: bool, config_path: str | None) -> str:
     validate(raw, _base(config_path))
     _warn_inline(raw)
@@ -32,6 +50,7 @@ async def add(settings: RedisSettings, raw: dict, replace: bool, config_path: st
     try:
         if not await registry.add(raw, replace=replace):
             raise InputError(f"stream {raw['id']!r} is already in the registry (--replace to overwrite it)")
+        await _warn_if_nobody_runs_it(registry, settings, f"stream {raw['id']!r}")
     finally:
         await registry.close()
     return f"{'replaced' if replace else 'added'} {raw['id']}"
@@ -85,6 +104,7 @@ async def import_file(settings: RedisSettings, path: str, replace: bool, prune: 
         if prune:
             for stream_id in set(existing) - seen:
                 pruned += await registry.remove(stream_id)
+        await _warn_if_nobody_runs_it(registry, settings, "these streams")
     finally:
         await registry.close()
     return (f"imported {path}: {added} added, {replaced} replaced, {kept} kept as they were"

@@ -4,6 +4,7 @@ read, naming it; a malformed stream is refused naming the key; a password writte
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 import redis
@@ -77,3 +78,18 @@ def test_an_unusable_or_unreachable_redis_fails_clearly_without_the_password(com
     gone = monitor(*command, "--redis", "redis://:Se%2Fcr@t-pw@127.0.0.1:1/0")
     assert gone.returncode == 3 and "unreachable" in gone.stderr, gone.stderr
     assert "cr@t" not in gone.stderr and "Se%2F" not in gone.stderr and "Se/" not in gone.stderr
+
+
+def test_adding_to_a_registry_no_daemon_watches_warns_that_nothing_will_run_it(tmp_path):
+    with RedisServer() as server:
+        added = monitor("streams", "add", "lobby", "rtsp://127.0.0.1:8554/lobby", "--redis", server.url)
+        assert added.returncode == 0 and "added lobby" in added.stdout
+        assert "no cluster daemon is alive" in added.stderr and "nothing runs stream 'lobby'" in added.stderr
+        path = tmp_path / "streams.toml"
+        path.write_text('[[streams]]\nid = "hall"\nurl = "rtsp://127.0.0.1:8554/hall"\n')
+        imported = monitor("streams", "import", str(path), "--redis", server.url)
+        assert imported.returncode == 0 and "no cluster daemon is alive" in imported.stderr
+        # A daemon heartbeating on the registry (as ClusterCoordinator does): no warning.
+        redis.Redis.from_url(server.url).zadd("deepfake:cluster:members", {"host-a": time.time()})
+        quiet = monitor("streams", "add", "desk", "rtsp://127.0.0.1:8554/desk", "--redis", server.url)
+        assert quiet.returncode == 0 and "no cluster daemon" not in quiet.stderr
