@@ -64,6 +64,9 @@ class WorkerSettings(Strict):
         None, description="torch.compile mode, one compiled shape per bucket (replaces cuda_graphs)")
     cpu_threads: int | None = Field(None, ge=1)
     watchdog_s: float = Field(30.0, gt=0, description="work waiting and no batch done this long: not healthy")
+    drain_s: float = Field(2.0, ge=0, description="at a stop, queued crops are scored for at most this long: each "
+                           "device takes only the crops its measured time per crop lets it finish; the rest are "
+                           "answered `shutdown` at once")
 
 
 class AlertSettings(Strict):

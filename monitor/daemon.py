@@ -24,7 +24,7 @@ from .config import MonitorConfig, StreamConfig
 from .errors import ConfigError, MonitorError, RuntimeFailure
 from .health import Health, Watchdog
 from .local_redis import LocalRedis
-from .logs import configure, get
+from .logs import configure, get, log_thread_stacks
 from .metrics import DaemonMetrics, StreamCollector
 from .notify import Notifier
 from .preflight import preflight
@@ -175,7 +175,9 @@ class Daemon:
             await self.handoff()
         if self.supervisor is not None:
             await self.supervisor.stop_sources()
-        await asyncio.gather(*(m.pool.stop(drain=True, timeout=SHUTDOWN_BOUND_S / 2) for m in self.models.values()))
+        # Queued crops are scored for at most worker.drain_s (by each device's measured time per crop).
+        drain_s = min(self.config.worker.drain_s, SHUTDOWN_BOUND_S / 2)
+        await asyncio.gather(*(m.pool.stop(drain=True, timeout=drain_s) for m in self.models.values()))
         if self.supervisor is not None:
             await self.supervisor.close("shutdown")
         for runner in (self.http_runner, self.plain_runner):
@@ -276,10 +278,7 @@ def open_spool(config: MonitorConfig, sinks: list[str]) -> Spool:
 
 
 async def run(config: MonitorConfig, config_path: str | None) -> int:
-    import faulthandler
-    import sys
-
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)  # `kill -USR1`: every thread's stack
+    signal.signal(signal.SIGUSR1, log_thread_stacks)  # `kill -USR1`: every thread's stack, in the log
     preflight(config)
     daemon = Daemon(config, config_path)
     daemon.handle_signals()

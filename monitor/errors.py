@@ -2,7 +2,8 @@
 
 Exit codes: 0 success; 1 a runtime failure, or some inputs failed while the rest were processed; 2 bad
 configuration or unusable input (the message names the config key or the file); 3 a network resource (the
-model hub) is unreachable. Messages are one line and never hold a credential.
+model hub, or Redis for the registry commands and record export) is unreachable. Messages are one line and never
+hold a credential.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class InputError(MonitorError):
 
 
 class Unavailable(MonitorError):
-    """A network resource the command needs (the model hub) cannot be reached."""
+    """A network resource the command needs (the model hub; Redis for the registry and record export) cannot be
+    reached."""
 
     exit_code = EXIT_UNAVAILABLE
 

@@ -64,6 +64,17 @@ def get(name: str):
     return structlog.get_logger(name)
 
 
+def log_thread_stacks(*_signal) -> None:
+    """`kill -USR1`: every thread's stack, as one log event (a signal handler: it runs between two bytecodes of
+    the main thread, so it answers even while the event loop is stuck in Python code)."""
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    stacks = {f"{names.get(ident, 'unknown')} ({ident})": "".join(traceback.format_stack(frame))
+              for ident, frame in sys._current_frames().items()}
+    get(__name__).warning("thread stacks (kill -USR1)", threads=stacks)
+
+
 # glog (E0000 ..., F0000 ...) and TFLite (ERROR: ...) lines that report real failures.
 _NATIVE_ERROR = re.compile(r"^(?:[EF]\d{4} |ERROR:|FATAL)")
 

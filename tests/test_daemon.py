@@ -196,6 +196,10 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
                     "deepfake_alert_spool_events", "deepfake_stream_frames_dropped"} <= names
             metrics_text = text
             streams_text = (await http("GET", base + "/streams", SECRETS["api"]))[1]
+
+            # kill -USR1: every thread's stack as one log event (not raw text on stderr).
+            daemon.process.send_signal(signal.SIGUSR1)
+            assert await wait_until(lambda: value("thread stacks" in (tmp_path / "daemon.log").read_text()), 10)
             raw = redis.Redis.from_url(redis_server.url)  # evidence hashes hold JPEG bytes: read raw, show as text
             redis_text = repr({key: raw.hgetall(key) if raw.type(key) == b"hash" else raw.get(key)
                                for key in raw.scan_iter("deepfake:*") if raw.type(key) in (b"hash", b"string")})
@@ -218,6 +222,9 @@ async def test_end_to_end_rtsp_and_whip(assets, tmp_path):
     assert messages and messages[0].startswith("READY=1")
     assert sum("WATCHDOG=1" in m for m in messages) >= 3
     log_text = (tmp_path / "daemon.log").read_text()
+    dump = next(json.loads(line) for line in log_text.splitlines() if "thread stacks" in line)
+    assert any(name.startswith("MainThread") for name in dump["threads"]) and len(dump["threads"]) >= 3
+    assert "Current thread 0x" not in log_text and "Thread 0x" not in log_text  # faulthandler's raw format
     check = subprocess.run([sys.executable, "-m", "monitor.cli", "check-config", str(config_path)], text=True,
                            capture_output=True, env={**os.environ, **secret_env()}, timeout=60)
     assert check.returncode == 0, check.stderr

@@ -69,6 +69,7 @@ class DeviceRunner:
     executor: ThreadPoolExecutor = field(init=False)
     last_progress: float = field(default_factory=time.monotonic)
     in_flight: int = 0  # batches handed to the device thread and not yet answered
+    seconds_per_crop: float | None = None  # measured: warm-up, then a moving average of live batches
     pad_to_bucket: bool = False  # compiled shapes: every batch is padded up to a warm bucket
     _oom_logged: bool = False
 
@@ -90,10 +91,23 @@ class DeviceRunner:
         for bucket in self.buckets:
             started = time.monotonic()
             self.detector.score_uint8(np.zeros((bucket, crop_size, crop_size, 3), np.uint8))
+            if not compile_mode:  # a compiled first call is mostly compiling: no measure of a crop
+                self.measured(bucket, time.monotonic() - started)
             if compile_mode:
                 log.info("compiled a batch size", batch_size=bucket, device=self.name, mode=compile_mode,
                          seconds=round(time.monotonic() - started, 1))
         self.last_progress = time.monotonic()
+
+    def measured(self, crops: int, seconds: float) -> None:
+        per_crop = seconds / max(1, crops)
+        self.seconds_per_crop = per_crop if self.seconds_per_crop is None else (
+            0.8 * self.seconds_per_crop + 0.2 * per_crop)
+
+    def crops_within(self, seconds: float) -> int:
+        """How many crops this device can score in `seconds`, by its measured time per crop (unmeasured: all)."""
+        if self.seconds_per_crop is None or self.seconds_per_crop <= 0:
+            return self.max_batch
+        return max(0, min(self.max_batch, int(seconds / self.seconds_per_crop)))
 
     def run_batch(self, images: list[np.ndarray]) -> tuple[np.ndarray, float]:
         """Runs on the device thread (the copy into one array too, off the event loop).
@@ -145,6 +159,7 @@ class InferencePool:
         self._in_flight = 0
         self._accepting = False
         self._draining = True
+        self._drain_deadline = float("inf")
         self.ready = False
 
     @classmethod
@@ -168,9 +183,12 @@ class InferencePool:
         self.ready = True
 
     async def stop(self, drain: bool = True, timeout: float = 30.0) -> None:
-        """Stop accepting crops; score what is queued (`drain`) or answer it `shutdown`. No future hangs."""
+        """Stop accepting crops; score what is queued (`drain`) within `timeout`, or answer it `shutdown`. While
+        draining a device takes only the crops its measured time per crop lets it finish in the time left; the
+        rest, and a batch still running at the end, are answered `shutdown`. No future hangs."""
         self._accepting = False
         self._draining = drain
+        self._drain_deadline = time.monotonic() + timeout
         if not drain:
             self._answer(self.queue.drain_all(), "shutdown", "worker stopped")
         self._changed.set()
@@ -235,7 +253,13 @@ class InferencePool:
             while await self._wait_for_batch(runner):
                 self._answer(self.queue.drop_stale(time.time(), self.config.staleness_ms / 1000), "stale",
                              f"frame older than {self.config.staleness_ms:.0f} ms before inference")
-                batch = self.queue.take(runner.max_batch)
+                take = runner.max_batch
+                if not self._accepting:  # draining at a stop: only what this device can finish in time
+                    take = runner.crops_within(self._drain_deadline - time.monotonic())
+                    if not take:
+                        self._answer(self.queue.drain_all(), "shutdown", "the stop's drain time ran out")
+                        continue
+                batch = self.queue.take(take)
                 self.metrics.queue_depth.labels(self.name).set(len(self.queue))
                 if not batch:
                     continue
@@ -275,6 +299,7 @@ class InferencePool:
             self._in_flight -= len(batch)
             self._changed.set()  # a dispatcher waiting for its device may go on
         runner.last_progress = time.monotonic()
+        runner.measured(len(batch), device_s)
         self.metrics.inference.labels(self.name, runner.name).observe(device_s)
         self.metrics.scored.labels(self.name, runner.name).inc(len(batch))
         scored_at = time.time()
