@@ -76,7 +76,8 @@ class Daemon:
                                         PublisherMetrics(self.registry), sinks)
         self.publisher.redis.record_maxlen = cfg.record.maxlen
         self.health.publisher = self.publisher
-        await self.publisher.start()  # a wrong password is fatal; an outage is not (the spool holds events)
+        # A wrong password is fatal; an outage is not (the spool holds events). Alerts a killed run left open close.
+        await self.publisher.start(close_left_open=not cfg.cluster.enabled)
         self.health.passed("redis_or_spool")
         self.models = await load_models(cfg, self.registry)
         self.health.pools = [m.pool for m in self.models.values()]

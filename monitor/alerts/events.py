@@ -16,14 +16,25 @@ from ..scoring import ALERTING, VerdictPolicy, WindowPolicy, WindowStats, severi
 
 SCHEMA = "deepfake-monitor/alert/v1"
 OWNER_LOST = uuid.UUID("6f1d7a52-5b8e-4a43-9a57-0c2b8d1f6e11")  # namespace of owner_lost close event ids
+RESTART = uuid.UUID("0d6a4f0e-3c2b-4e7a-9b1d-5f8e2a7c4b90")  # namespace of restart close event ids
+
+
+def derived_close(last: dict, reason: str, namespace: uuid.UUID, instance: str) -> dict:
+    """The `closed` event of an alert whose own close was never made, built from the alert's last event. Its id is
+    derived from the alert id, so however often it is made, it is delivered once."""
+    return {**last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": reason,
+            "event_id": uuid.uuid5(namespace, last["alert_id"]).hex, "instance": instance,
+            "times": {**(last.get("times") or {}), "scored_at": time.time()}}
 
 
 def owner_lost_close(last: dict, instance: str) -> dict:
-    """The `closed` event (reason `owner_lost`) of an alert whose daemon lost its stream, made from the alert's
-    last event. Its id is derived from the alert id, so however many daemons make it, it is delivered once."""
-    return {**last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": "owner_lost",
-            "event_id": uuid.uuid5(OWNER_LOST, last["alert_id"]).hex, "instance": instance,
-            "times": {**(last.get("times") or {}), "scored_at": time.time()}}
+    """An alert whose daemon lost its stream (cluster mode)."""
+    return derived_close(last, "owner_lost", OWNER_LOST, instance)
+
+
+def restart_close(last: dict, instance: str) -> dict:
+    """An alert open when its daemon was killed outright, closed by the next start on the same spool."""
+    return derived_close(last, "restart", RESTART, instance)
 
 
 @dataclass(frozen=True)

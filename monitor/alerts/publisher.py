@@ -13,9 +13,15 @@ import time
 from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from ..evidence import is_evidence
+from ..logs import get
 from .dispatcher import SinkDispatcher, SinkMetrics
+from .events import restart_close
+from .open_alerts import OpenAlerts
 from .sinks import AlertSink, RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error
 from .spool import Spool
+
+
+log = get(__name__)
 
 
 class PublisherMetrics:
@@ -42,15 +48,26 @@ class AlertPublisher:
         self.sinks: list[AlertSink] = [self.redis, *sinks]
         self.dispatcher = SinkDispatcher(spool, self.sinks, self.metrics.sinks)
         self.fences: dict[str, int] = {}  # cluster mode: stream -> fencing token of this daemon's lease
+        self.open_alerts = OpenAlerts(spool.folder)
 
     @property
     def up(self) -> bool:
         return self.redis.up
 
-    async def start(self) -> None:
+    async def start(self, close_left_open: bool = True) -> None:
         """Start every sink (wrong Redis credentials are fatal: RedisAuthError; an outage is not) and deliver
-        what an earlier run left in the spool."""
+        what an earlier run left in the spool. Alerts an earlier run left open (it was killed outright) are
+        closed now with reason `restart` (`close_left_open`; in cluster mode the stream's next owner closes them
+        with `owner_lost` instead)."""
         await self.dispatcher.start()
+        left = self.open_alerts.left_open()
+        if left and close_left_open:
+            log.warning("closing alerts an unclean stop left open", reason="restart", alerts=len(left),
+                        alert_ids=[e["alert_id"] for e in left])
+            for last in left:
+                await self.publish(restart_close(last, self.instance))
+        elif left:
+            self.open_alerts.forget()
         self._update_spool_metrics()
 
     async def publish(self, event) -> None:
@@ -62,7 +79,9 @@ class AlertPublisher:
             token = self.fences.get(data.get("stream_id"))
             if token is not None:  # cluster mode: the lease it was made under, checked where it lands
                 data["_fence"] = {"token": token, "made_at": time.time()}
+        self.open_alerts.before_spooling(data)
         self.spool.put(data)
+        self.open_alerts.after_spooling(data)
         self._update_spool_metrics()
         self.dispatcher.wake()
 

@@ -121,9 +121,49 @@ asyncio.run(main())
         await pub.start()
         assert await pub.flush(10)
         await pub.close()
-        assert log_ids(server.url) == [f"p{n}" for n in range(20)]
+        # Alert `a` was never closed by that process: the start closes it (reason restart) after its events.
+        logged = log_ids(server.url)
+        assert logged[:20] == [f"p{n}" for n in range(20)] and len(logged) == 21
+        assert log_events(server.url)[-1]["close_reason"] == "restart"
     finally:
         server.stop()
+
+
+def log_events(url, prefix="deepfake"):
+    client = redis.Redis.from_url(url, decode_responses=True)
+    return [json.loads(fields["event"]) for _, fields in client.xrange(f"{prefix}:events")]
+
+
+async def test_alerts_open_when_the_process_was_killed_are_closed_by_the_next_start(redis_server, tmp_path):
+    """A daemon killed outright (here: os._exit, no clean stop) leaves alert x open and y closed; the next
+    start on the same spool closes x once (reason restart, the next seq), and only x; a second start adds
+    nothing."""
+    spool_dir = tmp_path / "spool"
+    script = f"""
+import asyncio, os
+from monitor.alerts import AlertPublisher, RedisSettings, Spool, PublisherMetrics
+from prometheus_client import CollectorRegistry
+async def main():
+    pub = AlertPublisher(RedisSettings(url={redis_server.url!r}, timeout_s=0.5), Spool({str(spool_dir)!r}), "h",
+                         PublisherMetrics(CollectorRegistry()))
+    await pub.start()
+    for n, (alert, kind) in enumerate([("x", "opened"), ("x", "updated"), ("y", "opened"), ("y", "closed")]):
+        await pub.publish({{"event_id": f"k{{n}}", "alert_id": alert, "type": kind, "stream_id": "s",
+                           "seq": 0 if kind == "opened" else 1, "verdict": "suspicious", "times": {{}}}})
+    await pub.flush(5)
+    os._exit(9)  # killed: no closed events, nothing cleaned up
+asyncio.run(main())
+"""
+    assert subprocess.run([sys.executable, "-c", script], timeout=60).returncode == 9
+    for _ in range(2):
+        pub = publisher(redis_server.url, spool_dir)
+        await pub.start()
+        assert await pub.flush(5)
+        await pub.close()
+    events = log_events(redis_server.url)
+    assert [(e["alert_id"], e["type"], e["seq"]) for e in events] == [
+        ("x", "opened", 0), ("x", "updated", 1), ("y", "opened", 0), ("y", "closed", 1), ("x", "closed", 2)]
+    assert events[-1]["close_reason"] == "restart" and events[-1]["instance"] == "test-host"
 
 
 async def test_stream_state_and_heartbeat(redis_server, tmp_path):
