@@ -25,7 +25,7 @@ from .errors import ConfigError, MonitorError, RuntimeFailure
 from .health import Health, Watchdog
 from .local_redis import LocalRedis
 from .logs import configure, get, log_thread_stacks
-from .metrics import DaemonMetrics, StreamCollector
+from .metrics import DaemonMetrics, LoopCollector, StreamCollector
 from .notify import Notifier
 from .preflight import preflight
 from .redact import redact
@@ -61,6 +61,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.failure: MonitorError | None = None
         self._reload_when_ready = False
+        self.registry.register(LoopCollector())
         self.registry.register(StreamCollector(
             lambda: self.supervisor.statuses() if self.supervisor else [],
             lambda: {device: used for m in self.models.values() for device, used in m.pool.gpu_memory().items()}))

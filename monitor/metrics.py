@@ -50,3 +50,18 @@ class StreamCollector:
         for device, used in self.gpu_memory().items():
             gpu.add_metric([device], used)
         yield gpu
+
+
+class LoopCollector:
+    """The event loop's asyncio tasks at scrape time: a count that only grows is a leak (bench/soak.py)."""
+
+    def collect(self):
+        import asyncio
+
+        try:
+            tasks = len(asyncio.all_tasks())
+        except RuntimeError:  # scraped off the loop: nothing to count
+            return
+        gauge = GaugeMetricFamily("deepfake_event_loop_tasks", "asyncio tasks alive on the daemon's event loop")
+        gauge.add_metric([], tasks)
+        yield gauge

@@ -276,8 +276,8 @@ class StreamPipeline:
         last_frame = data["times"].get("last_frame")
         if last_frame is not None:
             self.metrics.frame_to_alert.observe(max(0.0, time.time() - last_frame))
-        log.info("alert", stream_id=self.stream_id, alert_id=event.alert_id, type=event.type,
-                 verdict=event.verdict, track_id=event.track_id)
+        log.info("alert", stream_id=self.stream_id, alert_id=event.alert_id, type=event.type, seq=event.seq,
+                 event_id=event.event_id, verdict=event.verdict, track_id=event.track_id)
 
     async def _publish_evidence(self, event, evidence: TrackEvidence) -> None:
         frame = b""

@@ -65,7 +65,10 @@ class AlertPublisher:
             log.warning("closing alerts an unclean stop left open", reason="restart", alerts=len(left),
                         alert_ids=[e["alert_id"] for e in left])
             for last in left:
-                await self.publish(restart_close(last, self.instance))
+                close = restart_close(last, self.instance)
+                await self.publish(close)
+                log.info("alert", stream_id=close.get("stream_id"), alert_id=close["alert_id"], type="closed",
+                         seq=close["seq"], event_id=close["event_id"], close_reason="restart")
         elif left:
             self.open_alerts.forget()
         self._update_spool_metrics()
