@@ -20,7 +20,6 @@ from .open_alerts import OpenAlerts
 from .sinks import AlertSink, RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error
 from .spool import Spool
 
-
 log = get(__name__)
 
 
