@@ -243,8 +243,11 @@ class StreamSupervisor:
     async def _add(self, plan: StreamPlan, origin: str) -> StreamHandle:
         stream_id = plan.config.id
         model, shadow = self._models_of(plan)
-        cropper = FaceCropper(self.config.faces, template=model.face_template, quality=self.config.quality,
-                              shadow_template=shadow.face_template if shadow else None)
+        # Built off the loop: loading the face detector takes a second or two on a cold start, and the loop has
+        # leases to renew, frames to move and requests to answer meanwhile.
+        cropper = await asyncio.to_thread(FaceCropper, self.config.faces, template=model.face_template,
+                                          quality=self.config.quality,
+                                          shadow_template=shadow.face_template if shadow else None)
         pipeline = StreamPipeline(
             stream_id, cropper, model.pool, self.publisher, plan.window, plan.verdict, model.tag, self.config.instance,
             self.config.alerts.update_interval_s, self.metrics, evidence=self.config.evidence,

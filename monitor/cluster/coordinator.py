@@ -1,8 +1,10 @@
 """This daemon's part of the cluster: which registry streams it runs, handed to the stream supervisor.
 
-Every `lease_ttl_s / 3` (and at once when another daemon announces a change on the cluster channel):
+Every `lease_ttl_s / 3`, its own task renews every lease it holds in one round trip (a refused renewal stops that
+stream at once); it never waits for anything else, a stream being started included. And every `lease_ttl_s / 3`
+(and at once when another daemon announces a change on the cluster channel), one step at a time:
 1. heartbeat into the member set, with this daemon's capacity and public URL;
-2. renew every lease it holds in one round trip; a refused renewal stops that stream at once;
+2. (renewal, above);
 3. read the registry when its version moved: streams removed stop, changed ones are applied;
 4. work out the fair share (the registry's streams dealt round-robin over the live members in id order,
    each capped by its capacity): above it, release one stream that has no open alert and no WHIP publisher;
@@ -98,6 +100,7 @@ class ClusterCoordinator:
             await self.client.publish(keys.events(self.redis.prefix), "joined")
         except OUTAGES as e:
             self._down(e)
+        self.tasks.spawn("cluster-renewals", self._renew_forever)
         self.tasks.spawn("cluster-steps", self._loop)
         self.tasks.spawn("cluster-events", self._listen)
         self.tasks.spawn("cluster-deadlines", self._watch_deadlines)
@@ -143,17 +146,30 @@ class ClusterCoordinator:
             except OUTAGES as e:
                 self._down(e)
 
-    async def _step(self) -> None:
+    async def _renew_forever(self) -> None:
+        """Renewal on its own: a step that is claiming and starting streams (seconds each on a cold start) holds
+        the step lock, and a renewal behind it would let the held leases lapse."""
+        while not self._stopping:
+            try:
+                await self._renew()
+            except OUTAGES as e:
+                self._down(e)
+            await asyncio.sleep(self.ttl / 3)
+
+    async def _renew(self) -> None:
+        tokens = {i: h.token for i, h in self.held.items()}
         sent = time.monotonic()
-        renewed = await self.leases.renew({i: h.token for i, h in self.held.items()})
+        renewed = await self.leases.renew(tokens)
         for stream_id, ok in renewed.items():
             held = self.held.get(stream_id)
-            if held is None:
-                continue
+            if held is None or held.token != tokens[stream_id]:
+                continue  # released or claimed anew meanwhile
             if ok:
-                held.deadline = sent + self.ttl * VALIDITY
+                held.deadline = max(held.deadline, sent + self.ttl * VALIDITY)
             else:
                 await self._lost(stream_id, "another daemon holds the lease")
+
+    async def _step(self) -> None:
         await self._heartbeat()
         version = await self.registry.version()
         if version != self.version:
@@ -337,21 +353,27 @@ class ClusterCoordinator:
             await asyncio.sleep(min(1.0, max(0.02, upcoming - time.monotonic())))
 
     async def _listen(self) -> None:
-        """Look again at once when another daemon joins, leaves, releases a stream or the registry changes."""
-        pubsub = self.client.pubsub()
-        try:
-            await pubsub.subscribe(keys.events(self.redis.prefix))
-            while not self._stopping:
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if message is not None:
-                    self._wake.set()
-        except OUTAGES:
-            await asyncio.sleep(1.0)  # the task supervisor starts it again
-        finally:
+        """Look again at once when another daemon joins, leaves, releases a stream or the registry changes.
+        Through a Redis outage it keeps trying (an expected outage is a warning, from `_down`, not a task failure)."""
+        delay = 0.5
+        while not self._stopping:
+            pubsub = self.client.pubsub()
             try:
-                await pubsub.aclose()
-            except OUTAGES:
-                pass
+                await pubsub.subscribe(keys.events(self.redis.prefix))
+                delay = 0.5
+                while not self._stopping:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None:
+                        self._wake.set()
+            except OUTAGES as e:
+                self._down(e)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.ttl)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except OUTAGES:
+                    pass
 
     def _down(self, error: BaseException) -> None:
         if not self._outage_logged:

@@ -82,6 +82,11 @@ async def test_a_fleet_shares_fails_over_hands_off_and_fences(assets, tmp_path):
 
             # Three daemons: every stream owned, two each.
             assert await wait_until(lambda: value(None not in owners().values() and fair(counts(), 6)), 30), counts()
+            # Cold starts (a face detector built per claimed stream) never let a held lease lapse: renewal does
+            # not wait for streams to start (it used to: one lost lease on each daemon right after start).
+            for name, node in nodes.items():
+                status, text = await http("GET", node.base + "/metrics")
+                assert status == 200 and metric(text, "deepfake_cluster_lost_leases_total") == 0, name
 
             # A fourth joins: within three renewal periods, everyone has its fair share (6 / 4: 1 or 2).
             nodes["node-d"] = start_node(tmp_path, "node-d", checkpoint, url, ttl=TTL)
