@@ -54,7 +54,7 @@ class SourceSettings(BaseModel):
     open_timeout_s: float = Field(10.0, gt=0, description="bound on connecting and opening")
     stall_timeout_s: float = Field(5.0, gt=0, description="no data or no frame for this long: restart the stream")
     decoder_threads: int = Field(1, ge=1, le=4, description="decoder threads per stream")
-    probe_s: float = Field(0.5, gt=0, le=10, description="RTSP: how long FFmpeg may probe the stream when opening "
+    probe_s: float = Field(0.5, gt=0, le=10, description="RTSP, RTMP: how long FFmpeg may probe the stream when opening "
                            "(longer only for streams whose format it cannot tell quickly)")
     backoff_initial_s: float = Field(0.5, gt=0, description="first reconnect delay")
     backoff_max_s: float = Field(30.0, gt=0, description="reconnect delay cap")

@@ -146,6 +146,10 @@ class PyAVSource(StatsState):
             options = {"rtsp_transport": s.transport, "timeout": str(int(s.stall_timeout_s * 1e6)),
                        "analyzeduration": str(int(s.probe_s * 1e6)), "probesize": str(PROBE_BYTES)}
             read_timeout, open_bound = None, min(s.open_timeout_s, s.stall_timeout_s)
+        elif self.url.lower().startswith(("rtmp://", "rtmps://")):
+            # A live RTMP stream is probed for 5 s by default: longer than a short open timeout, which then cut
+            # every open and reconnected the stream every few seconds. Bounded as for RTSP.
+            options = {"analyzeduration": str(int(s.probe_s * 1e6)), "probesize": str(PROBE_BYTES)}
         started = time.monotonic()
         try:
             return av.open(self.url, options=options, timeout=(s.open_timeout_s, read_timeout))

@@ -77,6 +77,30 @@ async def test_rtmp_frames_arrive_from_a_real_rtmp_server(tmp_path):
     assert 2.5 <= len(frames) / 3.0 <= 5.5 and frames[0].image.shape == (240, 320, 3)
 
 
+async def test_rtmp_stays_up_with_an_open_timeout_shorter_than_ffmpegs_default_probe(tmp_path):
+    """FFmpeg probes a live RTMP stream for 5 s unless told otherwise; an open timeout of 3 s cut every probe and
+    the stream reconnected every 6-8 s while healthy. The probe is bounded by probe_s, as for RTSP."""
+    clip = str(write_mp4(tmp_path / "clip.mp4", moving_bar(75)))
+    stop = threading.Event()
+    with RtmpServer(tmp_path / "nginx") as rtmp:
+        publisher = threading.Thread(target=push_rtmp, args=(clip, rtmp.url("cam"), stop), daemon=True)
+        publisher.start()
+        source = PyAVSource("rtmp", rtmp.url("cam"), SourceSettings(sample_fps=4, **{**FAST, "open_timeout_s": 3.0}))
+        source.start()
+        try:
+            assert await wait_for(lambda: source.state == RUNNING, 20), source.status()
+            frames = [f for f in await collect(source, 10.0) if isinstance(f, Frame)]
+            status = source.status()
+        finally:
+            await source.stop()
+            stop.set()
+            publisher.join(timeout=10)
+    print(f"RTMP with a 3 s open timeout: {len(frames)} frames in 10 s, {status['reconnects']} reconnects, "
+          f"{status['reconnect_attempts']} attempts")
+    assert status["reconnect_attempts"] == 0 and status["reconnects"] == 0
+    assert len(frames) >= 30
+
+
 @pytest.mark.parametrize("url,reason", [("srt://192.0.2.1:9000?streamid=cam", "SRT"),
                                         ("gopher://192.0.2.1/x", "unsupported URL scheme"),
                                         ("rtmp:///live/cam", "needs a host")])
