@@ -39,6 +39,7 @@ from .webrtc import IceServer, WebRtcSession, peer_connection
 
 log = get(__name__)
 SCHEMES = ("whep+http://", "whep+https://")
+DELETE_BOUND_S = 2.0  # closing an ended session and its DELETE, in the background
 
 
 def endpoint_of(url: str) -> str:
@@ -61,6 +62,7 @@ class WhepSource(StatsState):
         self._task: asyncio.Task | None = None
         self._sessions = 0  # sessions that delivered frames
         self._http: aiohttp.ClientSession | None = None
+        self._closing: set[asyncio.Task] = set()  # ended sessions closing, and their DELETE, in the background
 
     def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.settings.open_timeout_s))
@@ -79,6 +81,8 @@ class WhepSource(StatsState):
             self.session.end("stopped", "the stream is stopping")
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self._http is not None:
             await self._http.close()
         self.stats.set_state(STOPPED, "stopped")
@@ -151,9 +155,19 @@ class WhepSource(StatsState):
         finally:
             session.end("stopped" if self._stop.is_set() else "closed", "session over")
             self.session = None
-            await session.closed()
-            if location is not None:
-                await self._delete(location)
+            # The stream's state changes now; closing the peer connection and the best-effort DELETE go on in
+            # the background, each bounded: a frozen server would otherwise hold the stream `running`.
+            closing = asyncio.create_task(self._close(session, location), name=f"whep-close-{self.stream_id}")
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+
+    async def _close(self, session: WebRtcSession, location: str | None) -> None:
+        try:
+            await asyncio.wait_for(session.closed(), DELETE_BOUND_S)
+        except TimeoutError:
+            self.log.info("whep: the peer connection did not close in time")
+        if location is not None:
+            await self._delete(location)
 
     def _running(self, session: WebRtcSession) -> None:
         if self._sessions:  # a session came back after a loss
@@ -187,7 +201,8 @@ class WhepSource(StatsState):
     async def _delete(self, location: str) -> None:
         """End the session on the server too (best effort: it also times out on its side)."""
         try:
-            async with self._http.delete(location, headers=self._auth()) as response:
+            async with self._http.delete(location, headers=self._auth(),
+                                         timeout=aiohttp.ClientTimeout(total=DELETE_BOUND_S)) as response:
                 await response.read()
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             self.log.info("whep DELETE failed", error=redact(f"{type(e).__name__}: {e}"))

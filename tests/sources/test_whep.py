@@ -84,3 +84,24 @@ async def test_the_stream_recovers_when_the_server_goes_away_and_comes_back(serv
           f"{len(frames)} frames in 1.5 s since")
     assert reason in ("closed", "media_timeout", "refused") and status["reconnects"] == 1 and frames
     assert status["connection_quality"] in ("degraded", "poor")  # a reconnect in the last 5 minutes
+
+
+async def test_a_frozen_server_takes_the_stream_out_of_running_within_the_stall_timeout(server):
+    """A server that freezes (media stops, HTTP hangs): the stream leaves `running` once the media has been
+    missing for stall_timeout_s; the DELETE to the frozen server goes on in the background with its own bound
+    (it was awaited first: the stream stayed `running` for stall_timeout_s + open_timeout_s)."""
+    settings = SourceSettings(sample_fps=5, **FAST)
+    source = WhepSource("cam", server.url("h264"), settings, token=TOKEN)
+    source.start()
+    assert await wait_for(lambda: source.state == RUNNING, 20)
+    server.freeze()
+    frozen = asyncio.get_running_loop().time()
+    assert await wait_for(lambda: source.state != RUNNING, 15), source.status()
+    took = asyncio.get_running_loop().time() - frozen
+    state, reason = source.state, source.reason
+    server.thaw()
+    await source.stop()
+    print(f"frozen server: {state} ({reason}) after {took:.1f} s (stall_timeout_s {settings.stall_timeout_s}, "
+          f"open_timeout_s {settings.open_timeout_s})")
+    assert reason == "media_timeout"
+    assert took < settings.stall_timeout_s + settings.open_timeout_s - 1  # not the DELETE's timeout on top

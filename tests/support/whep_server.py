@@ -3,6 +3,8 @@ aiortc in the codec the test chooses), with bearer tokens, Location and DELETE, 
 
 from __future__ import annotations
 
+import asyncio
+
 import uuid
 
 from aiohttp import web
@@ -20,6 +22,18 @@ class WhepServer:
         self.posts: list[str] = []  # mounts asked for, in order
         self.deletes: list[str] = []  # session ids the client ended
         self.runner = None
+        self._thawed = asyncio.Event()
+        self._thawed.set()
+
+    def freeze(self) -> None:
+        """Hangs as a frozen process does: media stops, the HTTP server accepts requests and never answers."""
+        self._thawed.clear()
+        for pc, player in self.sessions.values():
+            if player.video is not None:
+                player.video.stop()
+
+    def thaw(self) -> None:
+        self._thawed.set()
 
     @property
     def base(self) -> str:
@@ -44,6 +58,7 @@ class WhepServer:
             self.runner = None
 
     async def _post(self, request: web.Request) -> web.Response:
+        await self._thawed.wait()
         mount = request.match_info["mount"]
         self.posts.append(mount)
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
@@ -67,6 +82,7 @@ class WhepServer:
                             headers={"Location": f"/whep/{mount}/{session}"})
 
     async def _delete(self, request: web.Request) -> web.Response:
+        await self._thawed.wait()
         session = request.match_info["session"]
         if self.token and request.headers.get("Authorization") != f"Bearer {self.token}":
             return web.Response(status=401)
