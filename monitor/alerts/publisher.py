@@ -48,6 +48,12 @@ class AlertPublisher:
         self.dispatcher = SinkDispatcher(spool, self.sinks, self.metrics.sinks)
         self.fences: dict[str, int] = {}  # cluster mode: stream -> fencing token of this daemon's lease
         self.open_alerts = OpenAlerts(spool.folder)
+        # Read from the spool when scraped: during an outage nothing is published, and the oldest event's age
+        # must still grow. (Scrapes run on the event loop, as every spool change does.)
+        self.metrics.spool_events.set_function(lambda: len(self.spool))
+        self.metrics.spool_age.set_function(lambda: self.spool.oldest_age())
+        self.metrics.spool_dropped.set_function(lambda: self.spool.dropped)
+        self.metrics.spool_merged.set_function(lambda: self.spool.merged)
 
     @property
     def up(self) -> bool:
@@ -70,7 +76,6 @@ class AlertPublisher:
                          seq=close["seq"], event_id=close["event_id"], close_reason="restart")
         elif left:
             self.open_alerts.forget()
-        self._update_spool_metrics()
 
     async def publish(self, event) -> None:
         """Hand an event (or an evidence record) over: spooled durably now, delivered in order as soon as each sink
@@ -84,7 +89,6 @@ class AlertPublisher:
         self.open_alerts.before_spooling(data)
         self.spool.put(data)
         self.open_alerts.after_spooling(data)
-        self._update_spool_metrics()
         self.dispatcher.wake()
 
     def evidence_key(self, alert_id: str) -> str:
@@ -118,19 +122,12 @@ class AlertPublisher:
         delivered = await self.dispatcher.flush(timeout)
         while self.redis.states_pending and self.redis.up and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        self._update_spool_metrics()
         return delivered
 
     async def close(self, flush_timeout: float = 5.0) -> None:
         await self.flush(flush_timeout)
         await self.dispatcher.close()
         self.spool.close()
-
-    def _update_spool_metrics(self) -> None:
-        self.metrics.spool_events.set(len(self.spool))
-        self.metrics.spool_age.set(self.spool.oldest_age())
-        self.metrics.spool_dropped.set(self.spool.dropped)
-        self.metrics.spool_merged.set(self.spool.merged)
 
 
 __all__ = ["AlertPublisher", "PublisherMetrics", "RedisAuthError", "RedisSettings", "connect", "describe_error"]

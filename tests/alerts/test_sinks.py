@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
 from monitor.alerts.sinks import WebhookSettings, WebhookSink, sign
 from tests.support.aio import wait_for
+from tests.support.servers import RedisServer
 from tests.support.webhook_receiver import WebhookReceiver, verify
 
 SECRET = "hook-S3cret@x/y:z"
@@ -122,3 +123,46 @@ def test_the_signature_is_what_a_receiver_recomputes():
     assert verify("k", timestamp, body, sign("k", timestamp, body))
     assert not verify("other", timestamp, body, sign("k", timestamp, body))
     assert not verify("k", timestamp, body + b" ", sign("k", timestamp, body))
+
+
+async def test_pending_goes_to_zero_for_events_a_sink_filters_out_or_dead_letters(redis_server, tmp_path):
+    """The last events of the spool are left out by one webhook's filter and rejected by another: neither holds
+    them, so neither's pending gauge may stay up (it did: only a delivery updated it)."""
+    receiver = await WebhookReceiver().start()
+    receiver.answer = lambda event: 422 if event["event_id"].startswith("b") else 200
+    registry = CollectorRegistry()
+    filtered = WebhookSettings(url=receiver.url, name="lobby-only", streams=["lobby"])
+    rejecting = WebhookSettings(url=receiver.url, name="rejecting")
+    sinks = [WebhookSink(h, h.name) for h in (filtered, rejecting)]
+    spool = Spool(tmp_path, sinks=["redis", *(s.name for s in sinks)])
+    pub = AlertPublisher(RedisSettings(url=redis_server.url, timeout_s=0.5), spool, "test-host",
+                         PublisherMetrics(registry), sinks)
+    await pub.start()
+    for event in events(3, "a", "lobby") + events(3, "b", "cam1"):
+        await pub.publish(event)
+    assert await pub.flush(10)
+    pending = {name: registry.get_sample_value("deepfake_sink_pending_events", {"sink": name})
+               for name in ("redis", "lobby-only", "rejecting")}
+    await pub.close()
+    await receiver.stop()
+    assert pending == {"redis": 0, "lobby-only": 0, "rejecting": 0}, pending
+    assert registry.get_sample_value("deepfake_sink_skipped_total", {"sink": "lobby-only"}) == 3
+    assert registry.get_sample_value("deepfake_sink_dead_letters_total", {"sink": "rejecting"}) == 3
+
+
+async def test_the_spool_gauges_move_during_an_outage_without_new_events(tmp_path):
+    """Redis is down: the events wait, and the oldest one's age grows at each scrape though nothing new is
+    published (the gauges used to change only when an event was published)."""
+    down = RedisServer()  # never started
+    registry = CollectorRegistry()
+    pub = AlertPublisher(RedisSettings(url=down.url, timeout_s=0.3), Spool(tmp_path), "test-host",
+                         PublisherMetrics(registry))
+    await pub.start()
+    for event in events(3):
+        await pub.publish(event)
+    first = registry.get_sample_value("deepfake_alert_spool_oldest_age_seconds")
+    await asyncio.sleep(1.2)
+    later = registry.get_sample_value("deepfake_alert_spool_oldest_age_seconds")
+    kept = registry.get_sample_value("deepfake_alert_spool_events")
+    await pub.close(flush_timeout=0)
+    assert kept == 3 and later >= first + 1.0, (first, later)
