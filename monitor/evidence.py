@@ -2,7 +2,8 @@
 
 While a track lives it keeps its window's crops as JPEG (encoded off the event loop when scored). When its alert
 opens, is updated or closes, `TrackEvidence.record` makes the evidence record: the K highest-scoring crops of
-the window, the latest frame (downscaled) with the face box drawn, and the timeline (frame time, p_fake, crop
+the alert's whole life so far (the window that opened it and every crop since: a recovered alert keeps the
+faces that raised it, not those of its recovery), the latest frame (downscaled) with the face box drawn, and the timeline (frame time, p_fake, crop
 quality) from the alert's first evidence. The record goes through the spool like the events (an outage delays
 it, never loses it) and the Redis sink stores it as the hash `<prefix>:evidence:<alert_id>` with a TTL. Faces
 are personal data: `[evidence] enabled = false` keeps none.
@@ -74,13 +75,14 @@ class TrackEvidence:
         self.timeline: deque[tuple[float, float, dict]] = deque(maxlen=settings.max_timeline)
         self.latest_frame: tuple[np.ndarray, tuple | None] | None = None
         self.alert_id: str | None = None
-        self.dropped = 0  # crops left out for the byte budget
+        self.best: list[ScoredCrop] = []  # the K highest-scoring crops of the open alert's life, best first
 
     def add(self, crop: FaceCrop, p_fake: float, encoded: bytes, frame: np.ndarray | None) -> None:
         sample = ScoredCrop(crop.frame_time, p_fake, encoded, crop.quality())
         self.window.append(sample)
         if self.alert_id is not None:
             self.timeline.append((sample.frame_time, p_fake, sample.quality))
+            self._keep_best([sample])
         if frame is not None:
             self.latest_frame = (frame, crop.box)
 
@@ -96,13 +98,16 @@ class TrackEvidence:
             self.alert_id = event["alert_id"]
             self.timeline.clear()
             self.timeline.extend((c.frame_time, c.p_fake, c.quality) for c in in_window)
-        chosen = sorted(in_window, key=lambda c: c.p_fake, reverse=True)[:self.settings.crops]
+            self.best = []
+            self._keep_best(in_window)
+        chosen = list(self.best)
         # The byte budget: the frame stays; the oldest crops go first.
         budget = self.settings.max_bytes - len(frame)
         kept = sorted(chosen, key=lambda c: c.frame_time, reverse=True)
+        dropped = 0  # in this record
         while kept and sum(len(c.jpeg) for c in kept) > budget:
             kept.pop()
-            self.dropped += 1
+            dropped += 1
         chosen = [c for c in chosen if c in kept]
         crops = [{"index": i, "p_fake": round(c.p_fake, 6), "frame_time": c.frame_time, "bytes": len(c.jpeg),
                   "quality": c.quality} for i, c in enumerate(chosen)]
@@ -111,7 +116,7 @@ class TrackEvidence:
                 "thresholds": event["thresholds"], "window": event["window"], "crops": crops,
                 "frame": {"bytes": len(frame)} if frame else None,
                 "timeline": [{"frame_time": t, "p_fake": round(p, 6), "quality": q} for t, p, q in self.timeline],
-                "dropped_for_budget": self.dropped}
+                "dropped_for_budget": dropped}
         files = {f"crop-{i}.jpg": c.jpeg for i, c in enumerate(chosen)}
         if frame:
             files["frame.jpg"] = frame
@@ -121,8 +126,12 @@ class TrackEvidence:
         index = {"key": key, "crops": [{k: c[k] for k in ("index", "p_fake", "frame_time", "bytes")} for c in crops],
                  "frame": bool(frame), "timeline_points": len(self.timeline)}
         if event["type"] == "closed":
-            self.alert_id = None  # the next alert of this track starts its own timeline
+            self.alert_id = None  # the next alert of this track starts its own timeline and its own best crops
+            self.best = []
         return record, index
+
+    def _keep_best(self, crops) -> None:
+        self.best = sorted([*self.best, *crops], key=lambda c: c.p_fake, reverse=True)[:self.settings.crops]
 
 
 def is_evidence(record: dict) -> bool:
