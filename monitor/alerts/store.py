@@ -56,6 +56,8 @@ class AlertStore:
                 if not alert or alert in seen or alert in done:  # drift events belong to no alert
                     continue
                 done.add(alert)
+                if cursor and not await self._is_latest(event):
+                    continue  # listed, by its latest event, on an earlier page
                 if since is not None and (event.get("times") or {}).get("published_at", 0) < since:
                     return list(seen.values()), None  # older than asked: the rest is older still
                 if (stream and event.get("stream_id") != stream) or (
@@ -65,6 +67,13 @@ class AlertStore:
                 if len(seen) == limit:
                     return list(seen.values()), log_id
         return list(seen.values()), None
+
+    async def _is_latest(self, event: dict) -> bool:
+        """Whether `event` is its alert's newest (a page that starts below a cursor meets older events of alerts
+        whose newest lies above it). An alert whose events expired counts as its own newest."""
+        seqs = [int(k.split(":", 1)[1]) for k in await self.text.hkeys(self.settings.alert_key(event["alert_id"]))
+                if k.startswith("seq:")]
+        return not seqs or int(event.get("seq", 0)) >= max(seqs)
 
     async def events(self, alert_id: str) -> list[dict]:
         """Every event of one alert, in order ([] when unknown or expired)."""
