@@ -99,16 +99,16 @@ class LiveFeed:
     async def serve(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                                "X-Accel-Buffering": "no"})
-        await response.prepare(request)
         pubsub = self.store.text.pubsub()
-        try:
-            alerts, _ = await self.store.recent(limit=40)
-        except RedisError:
-            alerts = []
-        await self._send(response, "snapshot", {"instance": self.daemon.config.instance,
-                                                "streams": await self.streams(), "alerts": alerts})
         subscribed, next_streams, next_beat = False, time.monotonic() + STREAMS_EVERY_S, time.monotonic() + HEARTBEAT_S
-        try:
+        try:  # a client may hang up at any point, the first write included: that ends the feed, quietly
+            await response.prepare(request)
+            try:
+                alerts, _ = await self.store.recent(limit=40)
+            except RedisError:
+                alerts = []
+            await self._send(response, "snapshot", {"instance": self.daemon.config.instance,
+                                                    "streams": await self.streams(), "alerts": alerts})
             while not self.daemon.stopping.is_set():
                 try:
                     if not subscribed:

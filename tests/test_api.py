@@ -156,3 +156,25 @@ async def test_a_stream_that_is_no_video_is_in_error_saying_so_after_it_was_adde
     failed = next(i for i, m in enumerate(messages) if "stream failed" in m)
     assert added < failed, messages
     assert sorted(daemon.supervisor.ids()) == ["flat0", "flat1", "junk"]
+
+
+async def test_a_live_feed_client_that_hangs_up_at_once_is_no_error(daemon, caplog):
+    """`printf 'GET /live ...' | nc -q0`: the client is gone before the first write. Five tries, no error logged
+    (each used to log an error with a traceback)."""
+    import logging
+    import socket
+
+    caplog.set_level(logging.INFO)
+    daemon, base = daemon
+    port = int(base.rsplit(":", 1)[1])
+    request = f"GET /live HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n".encode()
+    for _ in range(5):
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            client.sendall(request)
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(1.0)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors[:2]
+    async with aiohttp.ClientSession() as session:  # the feed still serves a client that stays
+        async with session.get(base + "/live", headers={"Authorization": f"Bearer {TOKEN}"}) as r:
+            assert r.status == 200 and (await r.content.readuntil(b"\n\n")).startswith(b"event: snapshot")
