@@ -18,6 +18,7 @@ import math
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 
 from ..errors import EXIT_FAILURE, InputError
@@ -40,6 +41,7 @@ MAX_GAP_S = 60.0
 LINE = "\0line"  # each CSV row's line number, kept through filtering for error messages
 CONFIDENCE = 0.95
 ALMOST_ONE = 0.999999  # thresholds must stay below 1
+DECIMALS = 6  # thresholds are printed (and measured) to this many decimals
 
 
 def upper_rate(alerts: int, hours: float, confidence: float = CONFIDENCE) -> float:
@@ -73,6 +75,42 @@ def model_of(row: dict) -> str:
     return row.get("model") or row.get("model_id") or ""
 
 
+def read_rows(path: str | Path) -> list[dict]:
+    """A score CSV's rows, each with its line number under LINE. Input that is not what `monitor record export`,
+    `score --csv` or `eval` write is a CalibrationError naming the file, the line and what is wrong."""
+    rows: list[dict] = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            try:
+                for row in reader:
+                    if None in row or None in row.values():  # DictReader's marks of extra or missing fields
+                        found = len([v for k, v in row.items() if k is not None and v is not None]) + len(
+                            row.get(None) or [])
+                        raise CalibrationError(f"{path}: line {reader.line_num}: {found} fields where the header "
+                                               f"has {len(reader.fieldnames)} (a truncated or malformed row)")
+                    rows.append({**row, LINE: reader.line_num})
+            except UnicodeDecodeError as e:  # decoded a buffer at a time: find the line in the bytes
+                data = Path(path).read_bytes()
+                line = data[:e.start].count(b"\n") + 1
+                try:
+                    data.decode("utf-8")
+                except UnicodeDecodeError as exact:
+                    line = data[:exact.start].count(b"\n") + 1
+                raise CalibrationError(f"{path}: line {line}: not UTF-8 text (save the CSV as UTF-8)") from None
+            except csv.Error as e:
+                raise CalibrationError(f"{path}: line {reader.line_num}: not valid CSV ({e})") from None
+    except OSError as e:
+        raise CalibrationError(f"{path}: {e.strerror}") from None
+    return rows
+
+
+def round_up(value: float, decimals: int) -> float:
+    """`value` rounded up to what is printed: a threshold pasted from the output alerts at most as often as
+    stated (a higher threshold never alerts more)."""
+    return float(Decimal(repr(value)).quantize(Decimal(1).scaleb(-decimals), rounding=ROUND_CEILING))
+
+
 def select_model(path, rows: list[dict], model: str | None) -> list[dict]:
     """The rows of one model (by the config's name or its model id, with or without the @sha); a CSV with
     several models' scores (a shadow's, or `eval` with several --model) needs one named."""
@@ -92,11 +130,7 @@ def select_model(path, rows: list[dict], model: str | None) -> list[dict]:
 def read_recording(path: str | Path, model: str | None = None) -> Recording:
     """Tracks from a score CSV (`monitor record export`): columns stream_id, track_id, frame_time, p_fake, and
     optionally session, evaluated_at, label (default real), model / model_id (see `select_model`)."""
-    try:
-        with open(path, newline="") as f:
-            rows = [{**row, LINE: number} for number, row in enumerate(csv.DictReader(f), start=2)]
-    except OSError as e:
-        raise CalibrationError(f"{path}: {e.strerror}") from None
+    rows = read_rows(path)
     needed = {"stream_id", "track_id", "frame_time", "p_fake"}
     if not rows or not needed <= set(rows[0]):
         raise CalibrationError(f"{path}: alert-level calibration needs the columns {', '.join(sorted(needed))} (what "
@@ -314,10 +348,10 @@ def calibrate_budget(recording: Recording, target: float, window: WindowPolicy, 
         raise TooFewHours(f"{hours:.2f} stream-hours of authentic footage cannot show {target:g} false alerts per "
                           f"stream-hour with 95 % confidence, even with no false alert at all: record at least "
                           f"{hours_needed(target):.1f} stream-hours (or accept a larger budget)")
-    suspicious = found[0]
+    suspicious = min(round_up(found[0], DECIMALS), ALMOST_ONE)  # what is printed is what was measured
     strict = search(recording.real, hours, target / 10, window, policy.model_copy(update={"suspicious": suspicious}),
                     "manipulated", floor=suspicious)
-    manipulated = strict[0] if strict else None
+    manipulated = min(round_up(strict[0], DECIMALS), ALMOST_ONE) if strict else None
     result = measure(recording, window,
                      policy.model_copy(update={"suspicious": suspicious, "manipulated": manipulated or ALMOST_ONE}))
     return BudgetCalibration(

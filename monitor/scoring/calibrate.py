@@ -9,13 +9,12 @@ that at most `fpr` of those windows reach.
 
 from __future__ import annotations
 
-import csv
 import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-from .budget import LINE, CalibrationError, select_model
+from .budget import LINE, CalibrationError, read_rows, round_up, select_model
 
 
 @dataclass(frozen=True)
@@ -30,11 +29,7 @@ class Calibration:
 
 
 def read_scores(path: str | Path, model: str | None = None) -> dict[str, list[float]]:
-    try:
-        with open(path, newline="") as f:
-            rows = [{**row, LINE: number} for number, row in enumerate(csv.DictReader(f), start=2)]
-    except OSError as e:
-        raise CalibrationError(f"{path}: {e.strerror}") from None
+    rows = read_rows(path)
     if not rows:
         raise CalibrationError(f"{path}: no rows")
     columns = set(rows[0]) - {LINE}
@@ -92,7 +87,9 @@ def calibrate(path: str | Path, fpr: float, window_crops: int = 32, statistic: s
     values = window_statistics(groups, window_crops, statistic, min_crops)
     if not values:
         raise CalibrationError(f"{path}: no group has the {min_crops} crops a window needs")
-    threshold, achieved = threshold_at(values, fpr)
-    strict, _ = threshold_at(values, fpr / 10)
+    # Rounded up to the 4 decimals printed, and the rate stated at that value: pasted, it does what is said.
+    threshold = min(round_up(threshold_at(values, fpr)[0], 4), 1.0)
+    strict = min(round_up(threshold_at(values, fpr / 10)[0], 4), 1.0)
+    achieved = sum(v >= threshold for v in values) / len(values)
     return Calibration(len(values), len(groups), sum(map(len, groups.values())), fpr, threshold, max(strict, threshold),
                        achieved)

@@ -66,8 +66,10 @@ def test_reported_rate_matches_a_direct_count(recording):
     assert result.alerts == direct > 0
     assert result.alerts_per_hour == pytest.approx(direct / hours)
     assert result.alerts_per_hour <= result.upper_per_hour <= 1.0
-    # The lowest such threshold: the next window value below it raises more alerts than the budget allows.
-    below = max(v for track in windows for v in track if v is not None and v < result.suspicious)
+    # The lowest such threshold at the printed resolution (6 decimals): the next printable value below it raises
+    # more alerts than the budget allows.
+    assert result.suspicious == round(result.suspicious, 6)
+    below = round(result.suspicious - 1e-6, 6)
     more = oracle_alerts(windows, below)
     assert more > direct
     assert measure(data, WINDOW, SIMPLE.model_copy(update={"suspicious": below})).upper_per_hour > 1.0
@@ -185,3 +187,39 @@ def test_models_are_calibrated_apart_and_compared(tmp_path):
     assert noisy["real"]["agree"] < 1.0 and noisy["real"]["tracks"] == same["real"]["tracks"]
     text = run_cli(path, "--false-alerts-per-hour", "1", "--model", "clip", "--model", "noisy").stdout
     assert "# ===== model noisy" in text and "# agreement on" in text
+
+
+def test_the_printed_thresholds_pasted_and_replayed_give_what_is_stated(tmp_path):
+    """What `calibrate` prints is what a user pastes: replayed, it must give the stated alert count and keep the
+    budget (6 decimals rounded to nearest could land below the measured threshold: 12 alerts instead of 11)."""
+    import re
+
+    path = tmp_path / "scores.csv"
+    write(path, TraceSpec(hours=20, track_s=60), seed=3)
+    config = tmp_path / "monitor.toml"
+    config.write_text('[window]\nseconds = 10\nmax_crops = 8\nmin_crops = 4\n[verdict]\nhysteresis = 0.02\n')
+    for budget in ("1", "2.25", "0.7"):
+        out = run_cli(path, "--false-alerts-per-hour", budget, "--config", config).stdout
+        pasted = tomllib.loads(out.split("\n# [[streams]]")[0])["verdict"]
+        stated = int(re.search(r"at suspicious = [0-9.]+: (\d+) false alert", out)[1])
+        policy = parse({"verdict": {**pasted, "hysteresis": 0.02}}).verdict
+        replayed = measure(read_recording(path), WINDOW, policy)
+        print(f"budget {budget}/h: pasted suspicious {pasted['suspicious']}, stated {stated}, replayed "
+              f"{replayed.alerts} ({replayed.upper_per_hour:.3f}/h bound)")
+        assert replayed.alerts == stated and replayed.upper_per_hour <= float(budget)
+
+
+@pytest.mark.parametrize("content,needle", [
+    (b"stream_id,track_id,frame_time,p_fake\ncam,1,10,0.5\ncam,1,11,\xff\xfe0.5\n", "line 3: not UTF-8"),
+    (b"stream_id,track_id,frame_time,p_fake\ncam,1,10,0.5\ncam,1,11\n", "line 3: 3 fields where the header has 4"),
+    (b"stream_id,track_id,frame_time,p_fake,model\ncam,1,10,0.5,default\ncam,1,11,0.4\n",
+     "line 3: 4 fields where the header has 5"),
+    (b"stream_id,track_id,frame_time,p_fake\ncam,1,10,0.5,extra\n", "line 2: 5 fields where the header has 4")])
+@pytest.mark.parametrize("mode", [["--false-alerts-per-hour", "0.1"], ["--fpr", "0.1", "--window-crops", "1",
+                                                                        "--min-crops", "1"]])
+def test_malformed_files_exit_2_naming_the_file_and_the_line(tmp_path, content, needle, mode):
+    path = tmp_path / "scores.csv"
+    path.write_bytes(content)
+    result = run_cli(path, *mode)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and str(path) in result.stderr and needle in result.stderr, result.stderr
