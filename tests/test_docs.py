@@ -68,3 +68,12 @@ def test_every_benchmark_and_its_result_keys_are_in_the_readme():
         assert name in README, f"{name} is not in the README"
         text = bench.read_text()
         assert "--quick" in text and "RESULT " in text, f"{name}: no --quick or no RESULT line"
+
+
+def test_the_readme_names_every_column_of_the_score_records():
+    from monitor.recording import COLUMNS
+
+    section = README[README.index("**The record** (a contract"):]
+    section = section[:section.index("`calibrate` needs")]
+    missing = [c for c in COLUMNS if f"`{c}`" not in section]
+    assert not missing, missing
