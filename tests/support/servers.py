@@ -224,9 +224,10 @@ rtmp {{ server {{ listen 127.0.0.1:{self.port}; application live {{ live on; }} 
         raise RuntimeError(f"nginx-rtmp did not start on port {self.port}")
 
 
-def push_rtmp(path: str, url: str, stop) -> None:
-    """Publish an H.264 MP4 to an RTMP URL in real time, looping, until `stop` (a threading.Event) is set.
-    Without re-encoding: the file's packets go out as FLV. Run it in a thread (PyAV releases the GIL)."""
+def push_rtmp(path: str, url: str, stop, publishing=None) -> None:
+    """Publish an H.264 MP4 to an RTMP URL in real time, looping, until `stop` (a threading.Event) is set;
+    `publishing` (an Event), when given, is set once the first packet is out. Without re-encoding: the file's
+    packets go out as FLV. Run it in a thread (PyAV releases the GIL)."""
     import av
 
     source = av.open(path)
@@ -247,6 +248,8 @@ def push_rtmp(path: str, url: str, stop) -> None:
                 shift = int(lap * duration / video.time_base)
                 packet.pts, packet.dts, packet.stream = packet.pts + shift, packet.dts + shift, stream
                 out.mux(packet)
+                if publishing is not None:
+                    publishing.set()
             lap += 1
     finally:
         out.close()

@@ -3,16 +3,15 @@ different rates, takes of random sizes, stale drops, and draining.
 
 Invariants: the queue never holds more than its capacity; every crop is in exactly one place (queued, evicted,
 dropped as stale, taken); each stream's crops leave in the order they came; a take serves first the streams
-whose oldest crop has waited longest, one crop per stream per round; so no stream starves: a stream with a
-queued crop is served within ceil(streams / n) takes of n. A busy stream never pushes out a quiet stream's
-only crop while any stream holds more than one.
+whose oldest crop has waited longest, one crop per stream per round; so no stream starves: a stream's oldest
+crop is passed over by at most as many takes as there were crops queued before it (later crops never jump
+ahead of it, and the busy stream's backlog is bounded by its share). A busy stream never pushes out a quiet
+stream's only crop while any stream holds more than one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
-
 import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st
@@ -33,7 +32,8 @@ class QueueMachine(RuleBasedStateMachine):
         self.clock = 0.0
         self.counter = 0
         self.model: dict[str, list[Pending]] = {}  # stream -> its queued crops, oldest first
-        self.waiting_takes: dict[str, int] = {}  # stream -> takes since its oldest queued crop was first passed over
+        # stream -> (its oldest crop, takes that passed it over, crops queued before it when first passed over)
+        self.passed_over: dict[str, tuple[Pending, int, int]] = {}
 
     def teardown(self):
         self.loop.close()
@@ -67,6 +67,8 @@ class QueueMachine(RuleBasedStateMachine):
     def take(self, n):
         present = [s for s, q in self.model.items() if q]
         by_wait = sorted(present, key=lambda s: self.model[s][0].queued_mono)
+        heads = {s: self.model[s][0] for s in present}
+        older_than = {s: sum(p.queued_mono < heads[s].queued_mono for q in self.model.values() for p in q) for s in present}
         batch = self.queue.take(n)
         assert len(batch) == min(n, sum(len(q) for q in self.model.values()))
         # Round one: the streams whose oldest crop waited longest, one each.
@@ -76,11 +78,16 @@ class QueueMachine(RuleBasedStateMachine):
             queue = self.model[item.crop.stream_id]
             assert queue and queue[0] is item, "a stream's crops left out of order"
             queue.pop(0)
-        served = {p.crop.stream_id for p in batch}
         for stream in present:
-            self.waiting_takes[stream] = 0 if stream in served else self.waiting_takes.get(stream, 0) + 1
-            if self.model[stream]:
-                assert self.waiting_takes[stream] <= math.ceil(len(present) / n), f"{stream} starves"
+            if stream in {p.crop.stream_id for p in batch}:
+                self.passed_over.pop(stream, None)
+                continue
+            head = heads[stream]
+            seen, takes, ahead = self.passed_over.get(stream, (None, 0, 0))
+            if seen is not head:
+                takes, ahead = 0, older_than[stream]
+            self.passed_over[stream] = (head, takes + 1, ahead)
+            assert takes + 1 <= ahead, f"{stream} starves: passed over {takes + 1} times with {ahead} crops before it"
 
     @precondition(lambda self: self.queue is not None)
     @rule(staleness=st.floats(0.5, 4))
@@ -98,7 +105,7 @@ class QueueMachine(RuleBasedStateMachine):
         drained = self.queue.drain_all()
         assert sorted(id(p) for p in drained) == sorted(id(p) for q in self.model.values() for p in q)
         self.model = {}
-        self.waiting_takes = {}
+        self.passed_over = {}
 
     @invariant()
     def capacity_and_contents_hold(self):
