@@ -12,12 +12,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import console, pages, report
-from .alerts.sinks.redis import OUTAGES, describe_error
 from .alerts.store import summary
 from .auth import Auth
 from .config import masked
 from .errors import ConfigError, MonitorError
 from .redact import redact
+from .redis import OUTAGES, describe_error
 from .sources.base import is_local, local_path
 from .supervisor import API, StreamExists
 

@@ -555,8 +555,8 @@ def _subscribe(args) -> int:
 
     from pydantic import ValidationError
 
-    from .alerts.sinks.redis import RedisSettings
     from .alerts.subscribe import subscribe
+    from .redis import RedisSettings
 
     try:
         settings = RedisSettings(url=args.redis, prefix=args.prefix)
@@ -655,7 +655,7 @@ def _calibrate_budget(args) -> int:
 def _redis_settings(args):
     from pydantic import ValidationError
 
-    from .alerts.sinks.redis import RedisSettings
+    from .redis import RedisSettings
 
     try:
         return RedisSettings(url=args.redis, prefix=args.prefix)
@@ -705,8 +705,8 @@ def _record(args) -> int:
 
     from pydantic import ValidationError
 
-    from .alerts.sinks.redis import RedisSettings
     from .recording import export, parse_time, progress_printer
+    from .redis import RedisSettings
 
     try:
         settings = RedisSettings(url=args.redis, prefix=args.prefix)
@@ -752,8 +752,8 @@ def _run(args) -> int:
 def _report(args) -> int:
     import asyncio
 
-    from .alerts.sinks.redis import RedisSettings
     from .alerts.store import AlertStore
+    from .redis import RedisSettings
     from .report import render
 
     async def fetch():
@@ -766,7 +766,7 @@ def _report(args) -> int:
 
     from redis.exceptions import RedisError
 
-    from .alerts.sinks.redis import describe_error
+    from .redis import describe_error
     try:
         events, evidence, files = asyncio.run(fetch())
     except RedisError as e:

@@ -18,13 +18,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .alerts.sinks import SinkSettings, sink_names
-from .alerts.sinks.redis import RedisSettings
+from .contracts import DEFAULT_MODEL
 from .errors import ConfigError
 from .evidence import EvidenceSettings
 from .faces.pipeline import FaceSettings
 from .faces.quality import QualitySettings
 from .model import COMPILE_MODES, PRECISIONS
 from .redact import redact, remember_secret, url_password
+from .redis import RedisSettings
 from .scoring import VerdictPolicy, WindowPolicy
 from .sources.base import SourceSettings
 from .sources.registry import check_url, kind_of
@@ -39,7 +40,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-DEFAULT_MODEL = "default"
 MODEL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -66,3 +66,18 @@ class Score:
     @property
     def ok(self) -> bool:
         return self.dropped is None
+
+
+DEFAULT_MODEL = "default"  # the name of the model configured under [model]
+
+
+@dataclass(frozen=True)
+class ModelTag:
+    """What every alert, record and report says about the model that scored it."""
+
+    model_id: str
+    precision: str
+    untrained: bool = False
+    sha256: str | None = None  # the published checkpoint's, for evidence and reports
+    name: str = DEFAULT_MODEL  # the config's name for it ([models.<name>])
+    backbone: str = "clip"

@@ -1,4 +1,8 @@
-"""One stream's path after ingest: faces -> worker -> per-track windows and verdicts -> alert events."""
+"""One stream's path after ingest: faces -> worker -> each track's judge -> alert events, published.
+
+The pipeline executes; it decides nothing about verdicts or alerts. Each track's `TrackJudge` (the same one
+calibration's replay runs) says what the verdict is and which event to publish; a shadow model's track has a
+judge of its own that never alerts."""
 
 from __future__ import annotations
 
@@ -7,25 +11,15 @@ import dataclasses
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .alerts import AlertLifecycle, AlertPublisher, ModelTag
-from .contracts import FaceCrop, Frame, Score
+from .alerts import AlertPublisher
+from .contracts import FaceCrop, Frame, ModelTag, Score
 from .evidence import EvidenceSettings, TrackEvidence, frame_jpeg, jpeg
 from .faces.pipeline import FaceCropper, FaceSettings
 from .faces.quality import QualitySettings
 from .logs import get
-from .scoring import (
-    ALERTING,
-    AUTHENTIC,
-    INSUFFICIENT,
-    TrackWindow,
-    VerdictPolicy,
-    VerdictState,
-    WindowPolicy,
-    most_severe,
-    step,
-)
+from .scoring import ALERTING, AUTHENTIC, INSUFFICIENT, Judgement, TrackJudge, VerdictPolicy, WindowPolicy, most_severe
 from .scoring.drift import DriftTracker
 from .worker import InferencePool
 
@@ -33,31 +27,18 @@ log = get(__name__)
 
 
 @dataclass
-class ShadowState:
-    """A shadow model's view of one track: the same window and verdict machine, no alerts."""
-
-    window: TrackWindow
-    verdict: VerdictState = field(default_factory=VerdictState)
-    statistic: float | None = None
-
-
-@dataclass
 class TrackState:
-    window: TrackWindow
-    lifecycle: AlertLifecycle
+    judge: TrackJudge
     evidence: TrackEvidence | None = None
-    verdict: VerdictState = field(default_factory=VerdictState)
-    statistic: float | None = None
-    abstain_reason: str | None = None  # why the monitor cannot judge this face (insufficient_evidence)
-    shadow: ShadowState | None = None
+    shadow: TrackJudge | None = None  # the shadow model's judge of the same track: verdicts, never alerts
 
     def shadow_summary(self, model: ModelTag) -> dict | None:
         """What events and the state say about the shadow on this track."""
         if self.shadow is None:
             return None
-        verdict = self.shadow.verdict.verdict
+        verdict = self.shadow.verdict
         return {"model": model.name, "model_id": model.model_id, "statistic": self.shadow.statistic,
-                "verdict": verdict, "agrees": (verdict in ALERTING) == (self.verdict.verdict in ALERTING)}
+                "verdict": verdict, "agrees": (verdict in ALERTING) == (self.judge.verdict in ALERTING)}
 
 
 class StreamPipeline:
@@ -95,18 +76,16 @@ class StreamPipeline:
 
     @property
     def verdict(self) -> str:
-        return most_severe([t.verdict.verdict for t in self.tracks.values()])
+        return most_severe([t.judge.verdict for t in self.tracks.values()])
 
     def update(self, window: WindowPolicy, policy: VerdictPolicy, update_interval_s: float) -> None:
         """New thresholds and windows (a reload): they apply to the next evaluation of every track, open
         alerts stay open, and the events carry the new values."""
         self.window, self.policy, self.update_interval_s = window, policy, update_interval_s
         for track in self.tracks.values():
-            track.window.policy = window
-            track.lifecycle.window, track.lifecycle.policy = window, policy
-            track.lifecycle.update_interval_s = update_interval_s
+            track.judge.reconfigure(window, policy, update_interval_s)
             if track.shadow is not None:
-                track.shadow.window.policy = window
+                track.shadow.reconfigure(window, policy, update_interval_s)
 
     async def update_faces(self, settings: FaceSettings, quality: QualitySettings) -> None:
         """New face or quality settings (a reload): a new cropper on the stream's own thread, keeping the tracker
@@ -139,12 +118,11 @@ class StreamPipeline:
             self._idle.set()
         for track_id in ended:
             await self._end_track(track_id, "track_ended")
-        for track_id, reason in result.skipped_tracks:
+        for track_id, reason in result.skipped_tracks:  # a face the monitor cannot judge: it abstains
             track = self._track(track_id)
-            track.window.skip(frame.captured_at, reason)
             if track.shadow is not None:
-                track.shadow.window.skip(frame.captured_at, reason)
-            await self._evaluate(track_id, track, time.time())  # a face the monitor cannot judge: it abstains
+                track.shadow.dropped(frame.captured_at, reason)
+            await self._act(track, track.judge.abstain(frame.captured_at, reason, time.time()))
         for crop, encoded in zip(result.crops, encoded_crops):
             self._track(crop.track_id)
             task = asyncio.create_task(self._scored(crop, encoded, frame.image, self.pool.submit(crop)))
@@ -174,12 +152,12 @@ class StreamPipeline:
     def _track(self, track_id: int) -> TrackState:
         if track_id not in self.tracks:
             self.tracks[track_id] = TrackState(
-                TrackWindow(self.window),
-                AlertLifecycle(self.stream_id, track_id, self.window, self.policy, self.model, self.instance,
-                               self.update_interval_s),
+                TrackJudge(self.stream_id, track_id, self.window, self.policy, self.model, self.instance,
+                           self.update_interval_s),
                 TrackEvidence(self.evidence, self.window.seconds, self.window.max_crops)
                 if self.evidence.enabled else None,
-                shadow=ShadowState(TrackWindow(self.window)) if self.shadow is not None else None)
+                shadow=TrackJudge(self.stream_id, track_id, self.window, self.policy, self.shadow.tag, self.instance,
+                                  alerts=False) if self.shadow is not None else None)
         return self.tracks[track_id]
 
     async def _scored(self, crop: FaceCrop, encoded: bytes, image, future: asyncio.Future) -> None:
@@ -194,16 +172,15 @@ class StreamPipeline:
         if track is None:
             return  # the track ended meanwhile
         if not score.ok:
-            track.window.skip(score.frame_time, score.dropped)
+            track.judge.dropped(score.frame_time, score.dropped)
             return
-        track.window.add(score.frame_time, score.p_fake)
         if track.evidence is not None:
             track.evidence.add(crop, score.p_fake, encoded, image)
         now = time.time()
-        await self._evaluate(score.track_id, track, now)
+        await self._act(track, track.judge.score(score.frame_time, score.p_fake, now))
         if self.record:
             self._record(crop, score, now, self.model.name)
-        if self.drift is not None and track.verdict.verdict == AUTHENTIC:
+        if self.drift is not None and track.judge.verdict == AUTHENTIC:
             await self._watch_drift(score.p_fake, score.frame_time, now)
 
     async def _shadow_scored(self, crop: FaceCrop, future: asyncio.Future) -> None:
@@ -218,15 +195,10 @@ class StreamPipeline:
         if track is None or track.shadow is None:
             return
         if not score.ok:
-            track.shadow.window.skip(score.frame_time, score.dropped)
+            track.shadow.dropped(score.frame_time, score.dropped)
             return
         now = time.time()
-        shadow = track.shadow
-        shadow.window.add(score.frame_time, score.p_fake)
-        stats = shadow.window.stats(now)
-        shadow.statistic = stats.value
-        shadow.verdict = step(shadow.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy,
-                              faces_seen=bool(stats.skipped))
+        track.shadow.score(score.frame_time, score.p_fake, now)  # never an event: it has no lifecycle
         if self.record:
             self._record(crop, score, now, self.shadow.tag.name)
         self._push_state()
@@ -254,15 +226,10 @@ class StreamPipeline:
                         crops=event["crops"])
             await self.publisher.publish(event)
 
-    async def _evaluate(self, track_id: int, track: TrackState, now: float) -> None:
-        stats = track.window.stats(now)
-        track.statistic = stats.value
-        track.verdict = step(track.verdict, stats.value, stats.crops >= self.window.min_crops, now, self.policy,
-                             faces_seen=bool(stats.skipped))
-        track.abstain_reason = stats.abstain_reason if track.verdict.verdict == INSUFFICIENT else None
-        event = track.lifecycle.observe(track.verdict.verdict, stats, now)
-        if event is not None:
-            await self._publish(event, track)
+    async def _act(self, track: TrackState, judgement: Judgement) -> None:
+        """Do what the judge decided: publish its event, if any, and refresh the stream state."""
+        if judgement.event is not None:
+            await self._publish(judgement.event, track)
         self._push_state()
 
     async def _publish(self, event, track: TrackState) -> None:
@@ -293,7 +260,7 @@ class StreamPipeline:
         track = self.tracks.pop(track_id, None)
         if track is None:
             return
-        event = track.lifecycle.end(reason, track.window.stats(time.time()))
+        event = track.judge.end(reason, time.time())
         if event is not None:
             await self._publish(event, track)
         self._push_state(force=True)
@@ -325,8 +292,8 @@ class StreamPipeline:
     def status(self) -> dict:
         return {
             "verdict": self.verdict, "frames_in": self.frames_in, "crops_scored": self.crops_scored,
-            "tracks": {str(t): {"verdict": s.verdict.verdict, "statistic": s.statistic,
-                                "alert_id": s.lifecycle.alert_id, "abstain_reason": s.abstain_reason,
+            "tracks": {str(t): {"verdict": s.judge.verdict, "statistic": s.judge.statistic,
+                                "alert_id": s.judge.alert_id, "abstain_reason": s.judge.abstain_reason,
                                 **({"shadow": s.shadow_summary(self.shadow.tag)} if self.shadow else {})}
                        for t, s in self.tracks.items()},
             "model": self.model.name, "shadow": self.shadow.tag.name if self.shadow else None,
@@ -340,16 +307,17 @@ class StreamPipeline:
         """When the stream's verdict is insufficient_evidence: the commonest reason among its tracks."""
         if self.verdict != INSUFFICIENT:
             return None
-        reasons = [t.abstain_reason for t in self.tracks.values() if t.abstain_reason]
+        reasons = [t.judge.abstain_reason for t in self.tracks.values() if t.judge.abstain_reason]
         return max(set(reasons), key=reasons.count) if reasons else None
 
     def state(self) -> dict:
         """This pipeline's fields of the stream-state hash."""
-        statistics = [t.statistic for t in self.tracks.values() if t.statistic is not None]
+        statistics = [t.judge.statistic for t in self.tracks.values() if t.judge.statistic is not None]
         state = {"verdict": self.verdict, "score": max(statistics) if statistics else None,
                  "tracks": len(self.tracks), "frames_in": self.frames_in, "crops_scored": self.crops_scored,
                  "last_frame_at": self.last_frame_at, "instance": self.instance, "abstain_reason": self.abstain_reason,
-                 "track_scores": {str(t): s.statistic for t, s in self.tracks.items() if s.statistic is not None},
+                 "track_scores": {str(t): s.judge.statistic for t, s in self.tracks.items()
+                                  if s.judge.statistic is not None},
                  "model": self.model.name, "model_id": self.model.model_id}
         if self.shadow is not None:
             state.update(self.shadow_state())
@@ -359,7 +327,7 @@ class StreamPipeline:
         """The shadow's stream-level view: its most severe track verdict, its highest statistic, and whether it
         agrees with the model's (both alerting or both not)."""
         shadows = [t.shadow for t in self.tracks.values() if t.shadow is not None]
-        verdict = most_severe([s.verdict.verdict for s in shadows])
+        verdict = most_severe([s.verdict for s in shadows])
         statistics = [s.statistic for s in shadows if s.statistic is not None]
         return {"shadow_model": self.shadow.tag.name, "shadow_model_id": self.shadow.tag.model_id,
                 "shadow_verdict": verdict, "shadow_score": max(statistics) if statistics else None,

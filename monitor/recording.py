@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from .alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
 from .errors import InputError, Unavailable
 from .faces.quality import FEATURES
+from .redis import OUTAGES, RedisSettings, connect, describe_error
 
 COLUMNS = ["stream_id", "session", "track_id", "frame_time", "evaluated_at", "p_fake", "model", "model_id", "label",
            *(f"q_{name}" for name in FEATURES)]

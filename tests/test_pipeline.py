@@ -54,7 +54,7 @@ async def test_faces_open_an_alert_and_new_thresholds_close_it_without_a_restart
         opened = next(e for e in events(client) if e["type"] == "opened")
         assert opened["thresholds"]["suspicious"] == 0.01 and opened["stream_id"] == "cam"
         track = pipeline.tracks[opened["track_id"]]
-        statistic = track.statistic
+        statistic = track.judge.statistic
         # The operator calibrated: the new bar is well above what this face scores.
         stricter = config.verdict.model_copy(update={"suspicious": 0.97, "manipulated": 0.98, "hysteresis": 0.02})
         pipeline.update(config.window, stricter, config.alerts.update_interval_s)

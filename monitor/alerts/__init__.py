@@ -1,6 +1,7 @@
 """Alert events, their lifecycle, the on-disk spool, the sinks (Redis, webhooks) and the publisher."""
 
-from .events import SCHEMA, AlertEvent, AlertLifecycle, ModelTag
+from ..contracts import ModelTag
+from ..scoring.lifecycle import SCHEMA, AlertEvent, AlertLifecycle
 from .publisher import AlertPublisher, PublisherMetrics
 from .sinks import RedisAuthError, RedisSettings, connect, describe_error
 from .spool import Spool

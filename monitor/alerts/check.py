@@ -7,7 +7,7 @@ import uuid
 
 from ..config import MonitorConfig
 from ..errors import MonitorError
-from .events import SCHEMA
+from ..scoring.lifecycle import SCHEMA
 from .sinks import RedisSink, SinkRejected, SinkRetry, build_sinks
 
 

@@ -14,8 +14,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from ..evidence import is_evidence
 from ..logs import get
+from ..scoring.lifecycle import restart_close
 from .dispatcher import SinkDispatcher, SinkMetrics
-from .events import restart_close
 from .open_alerts import OpenAlerts
 from .sinks import AlertSink, RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error
 from .spool import Spool

@@ -7,12 +7,11 @@ import json
 import sys
 import time
 
-from ..alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
 from ..config import load, read_toml
 from ..errors import ConfigError, InputError
 from ..redact import redact
-from . import keys
-from .leases import Leases
+from ..redis import OUTAGES, RedisSettings, connect, describe_error
+from ..redis.leases import Leases
 from .registry import RegistryUnavailable, StreamRegistry, has_inline_secret, validate
 from .status import fleet, render
 
@@ -34,7 +33,7 @@ async def _warn_if_nobody_runs_it(registry: StreamRegistry, settings: RedisSetti
     """The registry is only a list: say so when no cluster daemon heartbeats on it, so nothing will run `what`."""
     now = time.time()
     try:
-        live = await registry.client.zrangebyscore(keys.members(settings.prefix), now - LIVE_WITHIN_S, "+inf")
+        live = await registry.client.zrangebyscore(settings.members_key, now - LIVE_WITHIN_S, "+inf")
     except OUTAGES:
         return  # the change itself went through; this is only advice
     if not live:

@@ -28,13 +28,12 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .. import __version__
-from ..alerts.events import owner_lost_close
-from ..alerts.sinks.redis import OUTAGES, connect, describe_error
 from ..errors import ConfigError
 from ..logs import get
+from ..redis import OUTAGES, connect, describe_error
+from ..redis.leases import Leases
+from ..scoring.lifecycle import owner_lost_close
 from ..tasks import TaskSupervisor
-from . import keys
-from .leases import Leases
 from .registry import StreamRegistry
 
 log = get(__name__)
@@ -97,7 +96,7 @@ class ClusterCoordinator:
         try:
             async with self._lock:
                 await self._step()
-            await self.client.publish(keys.events(self.redis.prefix), "joined")
+            await self.client.publish(self.redis.cluster_channel, "joined")
         except OUTAGES as e:
             self._down(e)
         self.tasks.spawn("cluster-renewals", self._renew_forever)
@@ -119,9 +118,9 @@ class ClusterCoordinator:
                 await self.leases.release(stream_id, held.token)
                 self.metrics.releases.inc()
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zrem(keys.members(self.redis.prefix), self.instance)
-                pipe.hdel(keys.member_info(self.redis.prefix), self.instance)
-                pipe.publish(keys.events(self.redis.prefix), "left")
+                pipe.zrem(self.redis.members_key, self.instance)
+                pipe.hdel(self.redis.member_info_key, self.instance)
+                pipe.publish(self.redis.cluster_channel, "left")
                 await pipe.execute()
         except OUTAGES as e:
             log.warning("could not release the leases: they run out on their own", error=describe_error(e, self.redis.url))
@@ -199,15 +198,15 @@ class ClusterCoordinator:
         self.metrics.held.set(len(self.held))
 
     async def _heartbeat(self) -> None:
-        prefix, now = self.redis.prefix, time.time()
+        now = time.time()
         info = {"instance": self.instance, "capacity": self.capacity, "streams": len(self.held),
                 "public_url": self.public_url, "version": __version__}
         async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.members(prefix), {self.instance: now})
-            pipe.hset(keys.member_info(prefix), self.instance, json.dumps(info))
-            pipe.zremrangebyscore(keys.members(prefix), "-inf", now - 10 * self.ttl)  # long gone
-            pipe.zrangebyscore(keys.members(prefix), now - LIVE * self.ttl, "+inf")
-            pipe.hgetall(keys.member_info(prefix))
+            pipe.zadd(self.redis.members_key, {self.instance: now})
+            pipe.hset(self.redis.member_info_key, self.instance, json.dumps(info))
+            pipe.zremrangebyscore(self.redis.members_key, "-inf", now - 10 * self.ttl)  # long gone
+            pipe.zrangebyscore(self.redis.members_key, now - LIVE * self.ttl, "+inf")
+            pipe.hgetall(self.redis.member_info_key)
             *_, live, infos = await pipe.execute()
         self.members = {m: json.loads(infos[m]) for m in sorted(live) if m in infos}
         self.members.setdefault(self.instance, info)
@@ -307,7 +306,7 @@ class ClusterCoordinator:
         handle = self.supervisor.handles.get(stream_id)
         if handle is None:
             return True
-        if any(track.lifecycle.open for track in handle.pipeline.tracks.values()):
+        if any(track.judge.alert_open for track in handle.pipeline.tracks.values()):
             return False
         return getattr(handle.source, "session", None) is None
 
@@ -359,7 +358,7 @@ class ClusterCoordinator:
         while not self._stopping:
             pubsub = self.client.pubsub()
             try:
-                await pubsub.subscribe(keys.events(self.redis.prefix))
+                await pubsub.subscribe(self.redis.cluster_channel)
                 delay = 0.5
                 while not self._stopping:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
@@ -392,7 +391,7 @@ class ClusterCoordinator:
         if owner is not None and owner[0] != self.instance:
             url = (self.members.get(owner[0]) or {}).get("public_url")
             if url is None:
-                info = await self.client.hget(keys.member_info(self.redis.prefix), owner[0])
+                info = await self.client.hget(self.redis.member_info_key, owner[0])
                 url = json.loads(info).get("public_url") if info else None
             return f"{url.rstrip('/')}/whip/{stream_id}" if url else None
         if owner is None and len(self.held) < self.capacity:

@@ -12,10 +12,9 @@ import json
 import re
 from typing import Any
 
-from ..alerts.sinks.redis import OUTAGES, RedisSettings, connect, describe_error
 from ..config import _REFERENCE, MonitorConfig, StreamConfig, parse
 from ..errors import ConfigError, Unavailable
-from . import keys
+from ..redis import OUTAGES, RedisSettings, connect, describe_error
 
 WRITE = """
 if ARGV[3] == '0' and redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
@@ -76,8 +75,8 @@ class StreamRegistry:
     def __init__(self, settings: RedisSettings, client=None):
         self.settings = settings
         self.client = client or connect(settings)
-        self.key, self.version_key = keys.registry(settings.prefix), keys.registry_version(settings.prefix)
-        self.channel = keys.events(settings.prefix)
+        self.key, self.version_key = settings.registry_key, settings.registry_version_key
+        self.channel = settings.cluster_channel
         self._write = self.client.register_script(WRITE)
         self._remove = self.client.register_script(REMOVE)
 

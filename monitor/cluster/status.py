@@ -6,18 +6,17 @@ from __future__ import annotations
 import json
 import time
 
-from ..alerts.sinks.redis import RedisSettings
-from . import keys
-from .leases import parse_value
+from ..redis import RedisSettings
+from ..redis.leases import parse_value
 
 
 async def fleet(client, settings: RedisSettings, lease_ttl_s: float = 10.0) -> dict:
-    prefix, now = settings.prefix, time.time()
+    now = time.time()
     async with client.pipeline(transaction=False) as pipe:
-        pipe.zrange(keys.members(prefix), 0, -1, withscores=True)
-        pipe.hgetall(keys.member_info(prefix))
-        pipe.hkeys(keys.registry(prefix))
-        pipe.get(keys.registry_version(prefix))
+        pipe.zrange(settings.members_key, 0, -1, withscores=True)
+        pipe.hgetall(settings.member_info_key)
+        pipe.hkeys(settings.registry_key)
+        pipe.get(settings.registry_version_key)
         members, infos, stream_ids, version = await pipe.execute()
     stream_ids = sorted(stream_ids)
     async with client.pipeline(transaction=False) as pipe:

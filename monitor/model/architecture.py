@@ -1,7 +1,7 @@
 """The detector's network: a ViT backbone's image feature, L2-normalised, into the paper's linear head.
 
 CLIP ViT-L/14 (the paper's and GenD's) is open_clip's visual tower, here; GenD's Perception Encoder and DINOv3
-backbones are in `backbones.py`. `build_network` makes the one an `Architecture` names.
+backbones are in `backbones.py`; `networks.py` is the table of them all.
 """
 
 from __future__ import annotations
@@ -88,14 +88,6 @@ class LinearNormDetector(nn.Module):
             return F.linear(unit, self.head.weight.float(), self.head.bias.float())
 
 
-def build_network(arch: Architecture) -> LinearNormDetector:
-    if arch.backbone == "clip":
-        return DeepfakeDetector(arch)
-    from .backbones import DinoV3Detector, PerceptionEncoderDetector
-
-    return (PerceptionEncoderDetector if arch.backbone == "pe" else DinoV3Detector)(arch)
-
-
 class DeepfakeDetector(LinearNormDetector):
     """CLIP visual tower (QuickGELU, no projection) -> L2 normalise -> Linear. Class 1 is fake.
 
@@ -127,15 +119,6 @@ class DeepfakeDetector(LinearNormDetector):
 
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.visual(pixels)
-
-
-def infer_architecture(state_dict: dict[str, torch.Tensor]) -> Architecture:
-    """Read the architecture from the tensor shapes of a native-named state dict (any backbone)."""
-    if any(k.startswith("backbone.") for k in state_dict):
-        from .backbones import infer_backbone_architecture
-
-        return infer_backbone_architecture(state_dict)
-    return infer_clip_architecture(state_dict)
 
 
 def check_head(state_dict: dict[str, torch.Tensor], width: int) -> None:

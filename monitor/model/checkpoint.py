@@ -24,9 +24,10 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from .architecture import Architecture, infer_architecture
+from .architecture import Architecture
 from .backbones import DINOV3_NAME, PE_NAME, canonical_dinov3_name
 from .errors import CheckpointError
+from .networks import infer_architecture
 
 NATIVE_FORMAT = "deepfake-monitor/detector/v1"
 CLIP_NAME = "openai/clip-vit-large-patch14"

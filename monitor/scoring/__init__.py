@@ -1,5 +1,6 @@
-"""Sliding-window scores per face track and verdicts with hysteresis."""
+"""Sliding-window scores per face track, verdicts with hysteresis, and the judge that turns them into alerts."""
 
+from .judge import Judgement, TrackJudge
 from .verdict import (
                       ALERTING,
                       AUTHENTIC,
@@ -18,4 +19,4 @@ from .window import TrackWindow, WindowPolicy, WindowStats
 
 __all__ = ["ALERTING", "AUTHENTIC", "INSUFFICIENT", "MANIPULATED", "NO_FACE", "SUSPICIOUS", "VERDICTS",
            "VerdictPolicy", "VerdictState", "most_severe", "severity", "step", "TrackWindow", "WindowPolicy",
-           "WindowStats"]
+           "WindowStats", "Judgement", "TrackJudge"]

@@ -1,6 +1,6 @@
-"""Recorded scores through the daemon's own verdict machine: the same `TrackWindow`, `step` and
-`AlertLifecycle` the pipeline runs, fed the recorded frame times, p_fake and evaluation times. What comes out
-is the alerts the daemon would have raised at given thresholds, which is what calibration counts."""
+"""Recorded scores through the daemon's own judge: the same `TrackJudge` the pipeline runs, fed the recorded
+frame times, p_fake and evaluation times. What comes out is the alerts the daemon would have raised at given
+thresholds, which is what calibration counts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..alerts.events import AlertLifecycle, ModelTag
-from .verdict import MANIPULATED, VerdictPolicy, VerdictState, step
+from ..contracts import ModelTag
+from .judge import TrackJudge
+from .verdict import MANIPULATED, VerdictPolicy
 from .window import TrackWindow, WindowPolicy
 
 TAG = ModelTag("replay", "replay")
@@ -49,14 +50,10 @@ def replay(track: Track, window: WindowPolicy, policy: VerdictPolicy, track_end_
            ) -> list[ReplayedAlert]:
     """The alerts one track raises. An alert still open after the last sample closes `track_end_s` later
     (the tracker's max absence; infinite: left open)."""
-    track_window, state = TrackWindow(window), VerdictState()
-    lifecycle = AlertLifecycle(track.stream_id, 0, window, policy, TAG, "replay", 0.0)
+    judge = TrackJudge(track.stream_id, 0, window, policy, TAG, "replay", update_interval_s=0.0)
     alerts, opened, peak = [], None, None
     for sample in track.samples:
-        track_window.add(sample.frame_time, sample.p_fake)
-        stats = track_window.stats(sample.evaluated_at)
-        state = step(state, stats.value, stats.crops >= window.min_crops, sample.evaluated_at, policy)
-        event = lifecycle.observe(state.verdict, stats, sample.evaluated_at)
+        event = judge.score(sample.frame_time, sample.p_fake, sample.evaluated_at).event
         if event is None:
             continue
         if event.type == "opened":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from ..alerts import ModelTag
+from ..contracts import DEFAULT_MODEL, ModelTag
 from ..errors import ConfigError
 from ..logs import get
 from ..model.errors import CheckpointError
@@ -29,8 +29,6 @@ class LoadedModel:
 
 def config_key(name: str) -> str:
     """Where a model's settings are in the file: [model] for `default`, else [models.<name>]."""
-    from ..config import DEFAULT_MODEL
-
     return "model" if name == DEFAULT_MODEL else f"models.{name}"
 
 

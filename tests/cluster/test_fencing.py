@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.sinks.redis import RedisMetrics, RedisSettings, RedisSink
-from monitor.cluster.leases import Leases
+from monitor.redis.leases import Leases
 
 STREAM = "cam"
 

@@ -28,7 +28,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts.sinks.redis import RedisMetrics, RedisSettings, RedisSink
-from monitor.cluster.leases import Leases, parse_value
+from monitor.redis.leases import Leases, parse_value
 
 STREAM = "cam"
 OWNERS = ("A", "B", "C")

@@ -1,7 +1,8 @@
-"""One face track's window, verdicts and alert lifecycle against a reference model (hypothesis state machine).
+"""One face track's judge (window, verdicts and alert lifecycle: `TrackJudge`, the code path the pipeline, a shadow
+model and calibration's replay all run) against a reference model (hypothesis state machine).
 
-Random crop scores (and skipped crops) arrive at random times; after each, the track is judged as the
-pipeline judges it (window statistic -> verdict step -> lifecycle); now and then the track ends. Checked
+Random crop scores (and skipped crops) arrive at random times; after each, the track is judged; now and then the
+track ends. Checked
 against the history the machine keeps:
 - the window's statistic is the mean of the scores of the last `seconds` (at most `max_crops` of them);
 - a level is entered only after `enter_crops` consecutive evaluations at or above its threshold spanning
@@ -19,10 +20,18 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from monitor.alerts import AlertLifecycle, ModelTag
-from monitor.scoring import ALERTING, AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, severity
-from monitor.scoring.verdict import VerdictState, step
-from monitor.scoring.window import TrackWindow
+from monitor.contracts import ModelTag
+from monitor.scoring import (
+    ALERTING,
+    AUTHENTIC,
+    MANIPULATED,
+    SUSPICIOUS,
+    Judgement,
+    TrackJudge,
+    VerdictPolicy,
+    WindowPolicy,
+    severity,
+)
 
 POLICY = VerdictPolicy(suspicious=0.6, manipulated=0.8, hysteresis=0.1, enter_crops=3, enter_seconds=1.0,
                        exit_seconds=2.0)
@@ -34,9 +43,7 @@ class TrackMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.now = 1000.0
-        self.window = TrackWindow(WINDOW)
-        self.state = VerdictState()
-        self.lifecycle = AlertLifecycle("cam", 1, WINDOW, POLICY, ModelTag("m", "fp32"), "host", UPDATE_INTERVAL_S)
+        self.judge = self._new_judge()
         self.scores: list[tuple[float, float]] = []  # the reference window: (frame time, p_fake), all of them
         self.evaluations: list[tuple[float, float | None, bool, str]] = []  # (time, statistic, enough, verdict)
         self.events: dict[str, list] = {}  # alert id -> its events in order
@@ -47,40 +54,41 @@ class TrackMachine(RuleBasedStateMachine):
     @rule(p=st.floats(0, 1), dt=st.floats(0.05, 1.5), lag=st.floats(0, 0.5))
     def crop_scored(self, p, dt, lag):
         self.now += dt
-        self.window.add(self.now - lag, p)
         self.scores.append((self.now - lag, p))
-        self._judge()
+        self._check(self.judge.score(self.now - lag, p, self.now))
 
     @rule(dt=st.floats(0.05, 1.5), reason=st.sampled_from(["low_quality", "stale"]))
     def crop_skipped(self, dt, reason):
         self.now += dt
-        self.window.skip(self.now, reason)
-        self._judge()
+        self._check(self.judge.abstain(self.now, reason, self.now))
 
     @rule(dt=st.floats(0, 6))
     def quiet(self, dt):
         """No face for a while; the track is judged again (the window empties with time)."""
         self.now += dt
-        self._judge()
+        self._check(self.judge.evaluate(self.now))
 
     @rule(reason=st.sampled_from(["track_ended", "stream_ended", "shutdown"]))
     def track_ends(self, reason):
-        event = self.lifecycle.end(reason, self.window.stats(self.now), self.now)
+        event = self.judge.end(reason, self.now)
         if self.open_alert is None:
             assert event is None, "a close without an open alert"
             return
         assert event is not None and event.type == "closed" and event.close_reason == reason
         self._record(event)
         # The pipeline starts a new track afresh.
-        self.state = VerdictState()
-        self.window = TrackWindow(WINDOW)
+        self.judge = self._new_judge()
         self.scores = []
         self.evaluations.append((self.now, None, False, "ended"))
 
     # --- the step under test --------------------------------------------------------------------------------
 
-    def _judge(self) -> None:
-        stats = self.window.stats(self.now)
+    @staticmethod
+    def _new_judge() -> TrackJudge:
+        return TrackJudge("cam", 1, WINDOW, POLICY, ModelTag("m", "fp32"), "host", UPDATE_INTERVAL_S)
+
+    def _check(self, judgement: Judgement) -> None:
+        stats = judgement.stats
         # The window keeps the newest max_crops by frame time, then ages them out by frame time.
         kept = sorted(self.scores, key=lambda s: s[0])[-WINDOW.max_crops:]
         expected = [p for t, p in kept if t >= self.now - WINDOW.seconds]
@@ -90,14 +98,13 @@ class TrackMachine(RuleBasedStateMachine):
         else:
             assert stats.value is None and stats.crops == 0
         enough = stats.crops >= WINDOW.min_crops
-        before = self.state.verdict
-        self.state = step(self.state, stats.value, enough, self.now, POLICY, faces_seen=bool(stats.skipped))
-        self.evaluations.append((self.now, stats.value, enough, self.state.verdict))
-        self._check_transition(before, self.state.verdict)
-        event = self.lifecycle.observe(self.state.verdict, stats, self.now)
-        if event is not None:
-            self._record(event)
-        self._check_lifecycle_follows(self.state.verdict, event)
+        before = self.evaluations[-1][3] if self.evaluations and self.evaluations[-1][3] != "ended" else "no_face"
+        assert judgement.verdict == self.judge.verdict
+        self.evaluations.append((self.now, stats.value, enough, judgement.verdict))
+        self._check_transition(before, judgement.verdict)
+        if judgement.event is not None:
+            self._record(judgement.event)
+        self._check_lifecycle_follows(judgement.verdict, judgement.event)
 
     def _record(self, event) -> None:
         history = self.events.setdefault(event.alert_id, [])

@@ -4,7 +4,6 @@ aiortc in the codec the test chooses), with bearer tokens, Location and DELETE, 
 from __future__ import annotations
 
 import asyncio
-
 import uuid
 
 from aiohttp import web

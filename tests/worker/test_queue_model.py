@@ -12,6 +12,7 @@ stream's only crop while any stream holds more than one.
 from __future__ import annotations
 
 import asyncio
+
 import numpy as np
 from hypothesis import settings
 from hypothesis import strategies as st

@@ -9,8 +9,7 @@ refuse what a daemon made after a newer owner took over. Renewal is one script f
 
 from __future__ import annotations
 
-from ..alerts.sinks.redis import RedisSettings
-from . import keys
+from .connection import RedisSettings
 
 CLAIM = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
@@ -70,7 +69,7 @@ class Leases:
         return {stream_id: bool(ok) for stream_id, ok in zip(ids, results)}
 
     async def release(self, stream_id: str, token: int) -> bool:
-        return bool(await self._release(keys=[self.settings.lease_key(stream_id), keys.events(self.settings.prefix)],
+        return bool(await self._release(keys=[self.settings.lease_key(stream_id), self.settings.cluster_channel],
                                         args=[self.value(token)]))
 
     async def owners(self, stream_ids: list[str]) -> dict[str, tuple[str, int] | None]:

@@ -2,7 +2,9 @@
 
 An alert is an episode with a stable id: `opened` when the track enters suspicious or manipulated,
 `updated` when its severity changes (at most once per `update_interval_s`), `closed` when it recovers or
-the track or stream ends. Every event carries what is needed to understand and audit it.
+the track or stream ends. Every event carries what is needed to understand and audit it. An alert whose own
+close was never made (its daemon lost the stream, or was killed) is closed by a derived event, whose id is
+derived from the alert's so that it is delivered once however often it is made.
 """
 
 from __future__ import annotations
@@ -12,39 +14,13 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from ..scoring import ALERTING, VerdictPolicy, WindowPolicy, WindowStats, severity
+from ..contracts import ModelTag
+from .verdict import ALERTING, VerdictPolicy, severity
+from .window import WindowPolicy, WindowStats
 
 SCHEMA = "deepfake-monitor/alert/v1"
 OWNER_LOST = uuid.UUID("6f1d7a52-5b8e-4a43-9a57-0c2b8d1f6e11")  # namespace of owner_lost close event ids
 RESTART = uuid.UUID("0d6a4f0e-3c2b-4e7a-9b1d-5f8e2a7c4b90")  # namespace of restart close event ids
-
-
-def derived_close(last: dict, reason: str, namespace: uuid.UUID, instance: str) -> dict:
-    """The `closed` event of an alert whose own close was never made, built from the alert's last event. Its id is
-    derived from the alert id, so however often it is made, it is delivered once."""
-    return {**last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": reason,
-            "event_id": uuid.uuid5(namespace, last["alert_id"]).hex, "instance": instance,
-            "times": {**(last.get("times") or {}), "scored_at": time.time()}}
-
-
-def owner_lost_close(last: dict, instance: str) -> dict:
-    """An alert whose daemon lost its stream (cluster mode)."""
-    return derived_close(last, "owner_lost", OWNER_LOST, instance)
-
-
-def restart_close(last: dict, instance: str) -> dict:
-    """An alert open when its daemon was killed outright, closed by the next start on the same spool."""
-    return derived_close(last, "restart", RESTART, instance)
-
-
-@dataclass(frozen=True)
-class ModelTag:
-    model_id: str
-    precision: str
-    untrained: bool = False
-    sha256: str | None = None  # the published checkpoint's, for evidence and reports
-    name: str = "default"  # the config's name for it ([models.<name>])
-    backbone: str = "clip"
 
 
 @dataclass
@@ -146,3 +122,21 @@ class AlertLifecycle:
         if kind == "closed":
             self.alert_id = None
         return event
+
+
+def derived_close(last: dict, reason: str, namespace: uuid.UUID, instance: str) -> dict:
+    """The `closed` event of an alert whose own close was never made, built from the alert's last event. Its id is
+    derived from the alert id, so however often it is made, it is delivered once."""
+    return {**last, "type": "closed", "seq": int(last.get("seq", 0)) + 1, "close_reason": reason,
+            "event_id": uuid.uuid5(namespace, last["alert_id"]).hex, "instance": instance,
+            "times": {**(last.get("times") or {}), "scored_at": time.time()}}
+
+
+def owner_lost_close(last: dict, instance: str) -> dict:
+    """An alert whose daemon lost its stream (cluster mode)."""
+    return derived_close(last, "owner_lost", OWNER_LOST, instance)
+
+
+def restart_close(last: dict, instance: str) -> dict:
+    """An alert open when its daemon was killed outright, closed by the next start on the same spool."""
+    return derived_close(last, "restart", RESTART, instance)
