@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.contracts import FaceCrop
 from monitor.model import VIT_L14, Architecture, Detector
-from monitor.worker import InferencePool, WorkerConfig, WorkerMetrics
+from monitor.worker import InferencePool, WorkerMetrics, WorkerSettings
 
 TINY = Architecture(width=128, layers=2, mlp_width=512)
 
@@ -92,7 +92,7 @@ async def main_async(args) -> None:
     direct = direct_throughput(detector, args.max_batch, seconds / 2)
     print(f"device {detector.device}, {args.size}, {detector.precision}: direct calls at batch {args.max_batch}: "
           f"{direct:.1f} crops/s")
-    config = WorkerConfig(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, staleness_ms=args.staleness_ms,
+    config = WorkerSettings(max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, staleness_ms=args.staleness_ms,
                           queue_capacity=args.queue_capacity, buckets=(1, 8, 32, 64, 128), compile=args.compile)
     pool = InferencePool([detector], config, WorkerMetrics(CollectorRegistry()))
     await pool.start()

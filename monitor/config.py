@@ -23,13 +23,14 @@ from .errors import ConfigError
 from .evidence import EvidenceSettings
 from .faces.pipeline import FaceSettings
 from .faces.quality import QualitySettings
-from .model import COMPILE_MODES, PRECISIONS
+from .model import PRECISIONS
 from .redact import redact, remember_secret, url_password
 from .redis import RedisSettings
 from .scoring import VerdictPolicy, WindowPolicy
 from .sources.base import SourceSettings
 from .sources.registry import check_url, kind_of
 from .sources.whip import WhipSettings
+from .worker.settings import WorkerSettings
 
 _REFERENCE = re.compile(r"\$\{(?:(credential):)?([A-Za-z_][A-Za-z0-9_.-]*)\}")
 SECRET_KEYS = ("token", "password", "credential", "stream_tokens", "secret", "headers", "tls_key")
@@ -51,22 +52,6 @@ class ModelConfig(Strict):
                                                                                  "bf16-autocast on CUDA, fp32 on CPU")
     devices: list[str] = Field(default_factory=lambda: ["auto"], min_length=1, description="cpu, cuda, cuda:N")
     size: Literal["L14", "tiny"] = Field("L14", description="untrained network size (demo only)")
-
-
-class WorkerSettings(Strict):
-    max_batch: int = Field(32, ge=1, le=1024)
-    max_wait_ms: float = Field(20.0, ge=0)
-    staleness_ms: float = Field(3000.0, gt=0)
-    queue_capacity: int = Field(512, ge=1)
-    buckets: list[int] = Field(default_factory=lambda: [1, 8, 32, 64, 128], min_length=1)
-    cuda_graphs: bool = True
-    compile: Literal[COMPILE_MODES] | None = Field(
-        None, description="torch.compile mode, one compiled shape per bucket (replaces cuda_graphs)")
-    cpu_threads: int | None = Field(None, ge=1)
-    watchdog_s: float = Field(30.0, gt=0, description="work waiting and no batch done this long: not healthy")
-    drain_s: float = Field(2.0, ge=0, description="at a stop, queued crops are scored for at most this long: each "
-                           "device takes only the crops its measured time per crop lets it finish; the rest are "
-                           "answered `shutdown` at once")
 
 
 class AlertSettings(Strict):

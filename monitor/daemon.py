@@ -32,7 +32,7 @@ from .redact import redact
 from .reload import plan_reload
 from .sources.whip import WhipEndpoint
 from .supervisor import FILE, StreamSupervisor
-from .tasks import TaskSupervisor
+from .tasks import TaskSupervisor, background
 from .worker.loader import LoadedModel, load_models
 
 log = get(__name__)
@@ -104,7 +104,7 @@ class Daemon:
         self.tasks.spawn("watchdog", self.watchdog.run)
         self.tasks.spawn("stream-states", self._refresh_states)
         if self._reload_when_ready:
-            asyncio.ensure_future(self.reload())
+            background(self.reload(), "reload")
 
     async def _serve_http(self) -> None:
         """The HTTP server (HTTPS when `[http]` says so), and the plain loopback listener for scrapers."""
@@ -149,7 +149,7 @@ class Daemon:
 
     def _reload_soon(self) -> None:
         if self.health.ready:
-            asyncio.ensure_future(self.reload())
+            background(self.reload(), "reload")
         else:  # during the start a reload would race it: it runs once the daemon is ready
             self._reload_when_ready = True
 

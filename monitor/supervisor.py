@@ -28,11 +28,11 @@ from .scoring import VerdictPolicy, WindowPolicy
 from .scoring.drift import DriftTracker
 from .sources import ERROR, Source, SourceSettings, create_source, kind_of
 from .sources.registry import SourceOptions
+from .tasks import Backoff, background
 
 log = get(__name__)
 
 FILE, API = "file", "api"  # where a stream's definition came from
-PUMP_RESTART_S, PUMP_RESTART_MAX_S = 5.0, 300.0
 
 
 class StreamExists(Exception):
@@ -58,7 +58,7 @@ class StreamHandle:
         self.plan, self.origin, self.source, self.pipeline = plan, origin, source, pipeline
         self.task: asyncio.Task | None = None
         self.failure: tuple[str, str] | None = None  # the pump failed: (reason, detail) until it restarts
-        self.failures = 0
+        self.backoff = Backoff()  # the pump's restarts, carried over to the stream's next handle
         self.started_at = time.monotonic()
 
     @property
@@ -103,11 +103,9 @@ class StreamSupervisor:
         return [handle.status() for handle in list(self.handles.values())]
 
     def whip_source(self, stream_id: str):
-        """The WHIP endpoint's way in: the source of a `whip` stream, or None."""
-        from .sources.whip import WhipSource
-
+        """The WHIP endpoint's way in: the source of a stream publishers push to, or None."""
         handle = self.handles.get(stream_id)
-        return handle.source if handle is not None and isinstance(handle.source, WhipSource) else None
+        return handle.source if handle is not None and kind_of(handle.plan.config.url).pushed else None
 
     # --- changes -------------------------------------------------------------------------------------------
 
@@ -192,8 +190,7 @@ class StreamSupervisor:
         if self._update_watches(handle, plan):
             result = "updated" if result == "unchanged" else result
         if plan.sampling != old.sampling:
-            if kind_of(plan.config.url).pushed:
-                handle.source.update_sampling(plan.sampling)  # keeps the publisher's session
+            if handle.source.update_sampling(plan.sampling):  # in place: a publisher's session is kept
                 result = "updated"
             else:
                 await self._restart_source(handle)
@@ -315,7 +312,6 @@ class StreamSupervisor:
         except asyncio.CancelledError:
             raise
         except Exception as e:
-            handle.failures += 1
             handle.failure = ("internal", redact(f"{type(e).__name__}: {e}"))
             log.error("frame pump failed", stream_id=handle.stream_id, error=handle.failure[1], exc_info=e)
             await handle.pipeline.close("stream_error")
@@ -324,22 +320,20 @@ class StreamSupervisor:
                 self._schedule_restart(handle)
 
     def _schedule_restart(self, handle: StreamHandle) -> None:
-        if time.monotonic() - handle.started_at > PUMP_RESTART_MAX_S:
-            handle.failures = 1  # it ran well for a while: start from the first delay again
-        delay = min(PUMP_RESTART_S * 2 ** (handle.failures - 1), PUMP_RESTART_MAX_S)
+        delay = handle.backoff.next_delay(time.monotonic() - handle.started_at)
         log.warning("stream will restart", stream_id=handle.stream_id, in_s=delay)
         self._restarts[handle.stream_id] = asyncio.get_running_loop().call_later(
-            delay, lambda: asyncio.ensure_future(self._restart_failed(handle)))
+            delay, lambda: background(self._restart_failed(handle), f"restart-{handle.stream_id}",
+                                      stream_id=handle.stream_id))
 
     async def _restart_failed(self, handle: StreamHandle) -> None:
         async with self._lock:
             self._restarts.pop(handle.stream_id, None)
             if self._closing or self.handles.get(handle.stream_id) is not handle:
                 return  # removed or replaced meanwhile
-            failures = handle.failures
             await self._remove(handle.stream_id, "stream_error")
             new = await self._add(handle.plan, handle.origin)
-            new.failures = failures
+            new.backoff = handle.backoff
 
     # --- state in Redis --------------------------------------------------------------------------------------
 

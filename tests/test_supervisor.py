@@ -5,7 +5,7 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitor import supervisor as supervisor_module
+from monitor import tasks as tasks_module
 from monitor.config import StreamConfig
 from monitor.metrics import DaemonMetrics
 from monitor.supervisor import API, FILE, StreamExists, StreamSupervisor
@@ -69,7 +69,7 @@ async def test_apply_changes_streams_by_difference_and_never_touches_another_ori
 
 
 async def test_a_failing_frame_pump_shows_its_stream_in_error_while_the_others_score(supervisor, clip, monkeypatch):
-    monkeypatch.setattr(supervisor_module, "PUMP_RESTART_S", 1.0)
+    monkeypatch.setattr(tasks_module, "FIRST_DELAY_S", 0.5)
     await supervisor.apply({"good": stream("good", clip), "bad": stream("bad", clip)}, FILE)
     bad = supervisor.handles["bad"]
 

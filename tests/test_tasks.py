@@ -52,3 +52,29 @@ async def test_cancelled_tasks_are_not_restarted():
     await supervisor.cancel("a")
     await asyncio.sleep(0.05)
     assert supervisor.running() == []
+
+
+def test_the_restart_policy_doubles_and_starts_again_after_a_healthy_run():
+    backoff = tasks_module.Backoff()
+    delays = [backoff.next_delay(ran_s=0.1) for _ in range(8)]
+    assert delays == [min(tasks_module.FIRST_DELAY_S * 2 ** i, tasks_module.MAX_DELAY_S) for i in range(8)]
+    assert delays[-1] == tasks_module.MAX_DELAY_S
+    assert backoff.next_delay(ran_s=tasks_module.HEALTHY_AFTER_S + 1) == tasks_module.FIRST_DELAY_S
+
+
+async def test_background_work_is_held_and_its_failure_logged(caplog):
+    caplog.set_level(logging.INFO)
+    finished = asyncio.Event()
+
+    async def fails():
+        await asyncio.sleep(0.01)
+        finished.set()
+        raise RuntimeError("lost work")
+
+    task = tasks_module.background(fails(), "cleanup", stream_id="cam3")
+    assert task in tasks_module._background  # referenced until it ends: never collected mid-flight
+    await finished.wait()
+    await asyncio.sleep(0.01)
+    assert task not in tasks_module._background
+    failed = [r.getMessage() for r in caplog.records if "background work failed" in r.getMessage()]
+    assert len(failed) == 1 and "cleanup" in failed[0] and "lost work" in failed[0] and "cam3" in failed[0]

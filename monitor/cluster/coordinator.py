@@ -308,7 +308,7 @@ class ClusterCoordinator:
             return True
         if any(track.judge.alert_open for track in handle.pipeline.tracks.values()):
             return False
-        return getattr(handle.source, "session", None) is None
+        return not handle.source.busy
 
     async def _release_one(self) -> None:
         for stream_id in sorted(self.held, key=lambda i: -self.held[i].claimed_at):  # the newest first

@@ -30,15 +30,21 @@ class Source(Protocol):
     `frames()` yields sampled frames (the newest wins when the consumer is slow) and a `SessionEnded` marker
     when a publisher's session ends (its tracks and alerts end with it); it returns when the source has
     finished for good (stopped, a file's end, a fatal error). `status()` is safe to call from the event loop
-    at any time."""
+    at any time. `busy`: a publisher is connected (a cluster rebalance must not cut it). `update_sampling` applies
+    a new sampling in place and says so; False: the source must be restarted to apply it."""
 
     stream_id: str
+
+    @property
+    def busy(self) -> bool: ...
 
     def start(self) -> None: ...
 
     def frames(self) -> AsyncIterator[Frame | SessionEnded]: ...
 
     def status(self) -> dict: ...
+
+    def update_sampling(self, settings: SourceSettings) -> bool: ...
 
     async def stop(self) -> None: ...
 
@@ -246,9 +252,17 @@ def _quality(state: str, fps: float, expected: float | None, restarts_5min: int,
 
 
 class StatsState:
-    """`state` and `reason` of a source that keeps them in its `SourceStats` (every source does)."""
+    """`state` and `reason` of a source that keeps them in its `SourceStats` (every source does), and the
+    defaults of a source that opens its own connection: never busy, restarted for a new sampling."""
 
     stats: SourceStats
+
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def update_sampling(self, settings: SourceSettings) -> bool:
+        return False
 
     @property
     def state(self) -> str:

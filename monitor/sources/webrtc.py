@@ -17,6 +17,7 @@ from aiortc.mediastreams import MediaStreamError
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..logs import get
+from ..tasks import background
 from .base import SourceStats
 from .channel import FrameChannel
 from .sampling import RateSampler, to_frame
@@ -147,7 +148,7 @@ class WebRtcSession:
             if task is not current:
                 task.cancel()
         self.on_end(self, reason, detail)
-        asyncio.ensure_future(self._close())
+        background(self._close(), "webrtc-close")
 
     async def _close(self) -> None:
         try:

@@ -71,6 +71,10 @@ class WhepSource(StatsState):
     def frames(self):
         return self._channel.items()
 
+    @property
+    def busy(self) -> bool:
+        return self.session is not None  # kept as it was: a connected WHEP session is not handed off either
+
     def status(self) -> dict:
         return {"id": self.stream_id, "url": self.safe_url,
                 "session": self.session.session_id if self.session else None, **self.stats.snapshot()}
@@ -146,7 +150,7 @@ class WhepSource(StatsState):
             self.session = session
             self.stats.set_state(STARTING)
             session.start_watchdog()  # media_timeout: no media for stall_timeout_s
-            stop = asyncio.ensure_future(self._stop.wait())
+            stop = asyncio.create_task(self._stop.wait())
             await asyncio.wait({ended, stop}, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             if ended.done():

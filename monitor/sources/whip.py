@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..contracts import SessionEnded
 from ..logs import get
+from ..tasks import background
 from .base import ENDED, RUNNING, STARTING, STOPPED, WAITING, SourceStats, StatsState
 from .channel import FrameChannel
 from .sampling import RateSampler
@@ -86,11 +87,16 @@ class WhipSource(StatsState):
         self.stats.set_state(STOPPED, "stopped")
         self._channel.finish()
 
-    def update_sampling(self, settings) -> None:
+    @property
+    def busy(self) -> bool:
+        return self.session is not None  # a publisher is connected
+
+    def update_sampling(self, settings) -> bool:
         """A new rate applies at once, to the current session too (the publisher stays connected)."""
         self.sample_fps = settings.sample_fps
         if self.session is not None:
             self.session.sampler = RateSampler(self.sample_fps)
+        return True
 
     def prepare_session(self, session_id: str, pc, media_timeout_s: float) -> WebRtcSession:
         """A session for a publisher that is negotiating; it carries media only once `activate`d."""
@@ -232,7 +238,7 @@ class WhipEndpoint:
             return self._error(400, f"cannot negotiate: {type(e).__name__}: {str(e)[:200]}")
         source.activate(session)
         self.sessions[session.session_id] = session
-        asyncio.ensure_future(self._forget_when_closed(session))
+        background(self._forget_when_closed(session), f"whip-forget-{source.stream_id}", stream_id=source.stream_id)
         session.start_watchdog()
         log.info("whip session negotiated", stream_id=source.stream_id, session=session.session_id)
         return web.Response(status=201, body=pc.localDescription.sdp.encode(), content_type="application/sdp",

@@ -11,7 +11,7 @@ from ..errors import ConfigError
 from ..logs import get
 from ..model.errors import CheckpointError
 from .metrics import WorkerMetrics
-from .pool import InferencePool, WorkerConfig
+from .pool import InferencePool
 
 log = get(__name__)
 
@@ -102,12 +102,9 @@ async def load_model(model, worker, metrics, name: str = "default") -> LoadedMod
         torch.set_num_threads(worker.cpu_threads)
     detectors = await asyncio.get_running_loop().run_in_executor(None, load)
     first = detectors[0]
-    config = WorkerConfig(max_batch=worker.max_batch, max_wait_ms=worker.max_wait_ms, staleness_ms=worker.staleness_ms,
-                          queue_capacity=worker.queue_capacity, buckets=tuple(worker.buckets),
-                          cuda_graphs=worker.cuda_graphs, compile=worker.compile, cpu_threads=worker.cpu_threads)
     if not isinstance(metrics, WorkerMetrics):
         metrics = WorkerMetrics(metrics)
-    pool = InferencePool(detectors, config, metrics, name)
+    pool = InferencePool(detectors, worker, metrics, name)
     await pool.start()  # warm-up: ready only after it
     log.info("model loaded", model=name, model_id=first.info.model_id, backbone=first.info.architecture.backbone,
              devices=[str(d.device) for d in detectors], precision=first.precision)

@@ -23,34 +23,14 @@ import torch
 
 from ..contracts import FaceCrop, Score
 from ..logs import get
-from ..model import COMPILE_MODES, Detector
+from ..model import Detector
 from .metrics import WorkerMetrics
 from .queue import FairQueue, Pending
+from .settings import CROP_SIZE, WorkerSettings
 
 log = get(__name__)
 
 PIPELINE_DEPTH = 2  # batches a device may hold: the running one and the next
-
-
-@dataclass
-class WorkerConfig:
-    max_batch: int = 64
-    max_wait_ms: float = 20.0
-    staleness_ms: float = 3000.0
-    queue_capacity: int = 512
-    buckets: tuple[int, ...] = (1, 8, 32, 64, 128)
-    crop_size: int = 256
-    cuda_graphs: bool = True  # capture one graph per bucket on CUDA devices
-    compile: str | None = None  # torch.compile mode (e.g. "max-autotune"): one compiled shape per bucket
-    cpu_threads: int | None = None  # torch intra-op threads for CPU devices (None: torch's default)
-
-    def __post_init__(self):
-        if self.max_batch < 1 or self.queue_capacity < 1 or not self.buckets or min(self.buckets) < 1:
-            raise ValueError("max_batch, queue_capacity and buckets must be positive")
-        if self.max_wait_ms < 0 or self.staleness_ms <= 0:
-            raise ValueError("max_wait_ms must be >= 0 and staleness_ms > 0")
-        if self.compile is not None and self.compile not in COMPILE_MODES:
-            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
 
 
 class WorkerError(RuntimeError):
@@ -141,13 +121,13 @@ class DeviceRunner:
 class InferencePool:
     """Fair, deadline-batched inference over one or more devices."""
 
-    def __init__(self, detectors: list[Detector], config: WorkerConfig | None = None,
+    def __init__(self, detectors: list[Detector], config: WorkerSettings | None = None,
                  metrics: WorkerMetrics | None = None, name: str = "default"):
         """`name`: the model's name in the config, which labels the metrics (pools of several models share
         one `metrics`)."""
         if not detectors:
             raise ValueError("the inference pool needs at least one detector")
-        self.config = config or WorkerConfig()
+        self.config = config or WorkerSettings()
         self.metrics = metrics or WorkerMetrics()
         self.model_id = detectors[0].info.model_id
         self.name = name
@@ -164,8 +144,8 @@ class InferencePool:
 
     @classmethod
     def load(cls, model_path: str, devices: list[str], precision: str | None = None,
-             config: WorkerConfig | None = None, metrics: WorkerMetrics | None = None) -> "InferencePool":
-        config = config or WorkerConfig()
+             config: WorkerSettings | None = None, metrics: WorkerMetrics | None = None) -> "InferencePool":
+        config = config or WorkerSettings()
         if config.cpu_threads and any(d.startswith("cpu") for d in devices):
             torch.set_num_threads(config.cpu_threads)
         return cls([Detector.load(model_path, device=d, precision=precision) for d in devices], config, metrics)
@@ -175,7 +155,7 @@ class InferencePool:
     async def start(self) -> None:
         """Warm every device up (in its own thread), then start dispatching. Ready afterwards."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(r.executor, r.warm_up, self.config.crop_size,
+        await asyncio.gather(*(loop.run_in_executor(r.executor, r.warm_up, CROP_SIZE,
                                                     self.config.cuda_graphs, self.config.compile)
                                for r in self.runners))
         self._accepting = True
@@ -207,7 +187,7 @@ class InferencePool:
 
     def submit(self, crop: FaceCrop) -> asyncio.Future:
         """Queue a crop; the future resolves to a Score (scored, or dropped with a reason)."""
-        size = self.config.crop_size
+        size = CROP_SIZE
         if crop.crop.dtype != np.uint8 or crop.crop.shape != (size, size, 3):
             raise ValueError(f"crop must be uint8 [{size}, {size}, 3], got {crop.crop.dtype} {list(crop.crop.shape)}")
         loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from monitor.contracts import FaceCrop
 from monitor.model import Detector
-from monitor.worker import InferencePool, WorkerConfig, WorkerError, WorkerMetrics
+from monitor.worker import InferencePool, WorkerError, WorkerMetrics, WorkerSettings
 from tests.support.reference_models import make_gend
 
 
@@ -36,7 +36,7 @@ def counter(registry, name, **labels):
 
 
 async def started_pool(checkpoint, registry=None, **config):
-    pool = InferencePool([Detector.load(checkpoint, device="cpu")], WorkerConfig(**config),
+    pool = InferencePool([Detector.load(checkpoint, device="cpu")], WorkerSettings(**config),
                          WorkerMetrics(registry or CollectorRegistry()))
     await pool.start()
     return pool
@@ -114,7 +114,7 @@ class RecordingDetector(Detector):
 async def test_a_saturated_device_holds_the_next_full_batch_and_a_light_load_never_queues(checkpoint):
     base = Detector.load(checkpoint, device="cpu")
     detector = RecordingDetector(base.network, base.info, device="cpu")
-    detector.pool = pool = InferencePool([detector], WorkerConfig(max_batch=8, max_wait_ms=5),
+    detector.pool = pool = InferencePool([detector], WorkerSettings(max_batch=8, max_wait_ms=5),
                                          WorkerMetrics(CollectorRegistry()))
     detector.held_at_end = []
     await pool.start()
@@ -186,7 +186,7 @@ async def test_a_failing_batch_fails_only_its_own_futures(checkpoint):
     base = Detector.load(checkpoint, device="cpu")
     detector = PoisonedDetector(base.network, base.info, device="cpu")
     registry = CollectorRegistry()
-    pool = InferencePool([detector], WorkerConfig(max_batch=4, max_wait_ms=5), WorkerMetrics(registry))
+    pool = InferencePool([detector], WorkerSettings(max_batch=4, max_wait_ms=5), WorkerMetrics(registry))
     await pool.start()
     good = await asyncio.gather(*(pool.submit(crop("a", i)) for i in range(4)))
     poison = np.full((256, 256, 3), 255, np.uint8)
@@ -220,8 +220,10 @@ async def test_bad_crops_are_rejected_at_submit(checkpoint):
     with pytest.raises(ValueError, match="uint8"):
         pool.submit(crop("a", 0, np.zeros((256, 256, 3), np.float32)))
     await pool.stop()
-    with pytest.raises(ValueError, match="positive"):
-        WorkerConfig(max_batch=0)
+    with pytest.raises(ValueError, match=r"max_batch\n.*greater than or equal to 1"):
+        WorkerSettings(max_batch=0)
+    with pytest.raises(ValueError, match="every bucket must be at least 1"):
+        WorkerSettings(buckets=[8, 0])
 
 
 async def test_stall_is_detectable(checkpoint):
@@ -233,7 +235,7 @@ async def test_stall_is_detectable(checkpoint):
             return super().score_uint8(crops)
 
     pool = InferencePool([SlowDetector(base.network, base.info, device="cpu")],
-                         WorkerConfig(max_batch=4, max_wait_ms=1, buckets=(4,)), WorkerMetrics(CollectorRegistry()))
+                         WorkerSettings(max_batch=4, max_wait_ms=1, buckets=(4,)), WorkerMetrics(CollectorRegistry()))
     await pool.start()
     assert not pool.stalled(0.3)  # idle is not stalled
     future = pool.submit(crop("a", 0))
@@ -249,7 +251,7 @@ async def test_compiled_buckets_score_like_the_eager_model(checkpoint, crops):
     base = Detector.load(checkpoint, device="cpu")
     detector = RecordingDetector(base.network, base.info, device="cpu")
     registry = CollectorRegistry()
-    detector.pool = pool = InferencePool([detector], WorkerConfig(max_batch=8, max_wait_ms=5, buckets=(8,),
+    detector.pool = pool = InferencePool([detector], WorkerSettings(max_batch=8, max_wait_ms=5, buckets=(8,),
                                                                   compile="default"), WorkerMetrics(registry))
     detector.held_at_end = []
     started = time.monotonic()
@@ -263,8 +265,8 @@ async def test_compiled_buckets_score_like_the_eager_model(checkpoint, crops):
     np.testing.assert_allclose([s.p_fake for s in scores], eager, atol=1e-5)
     assert [size for size, _ in detector.held_at_end] == [8, 8]  # the 3 crops ran in the compiled shape
     assert counter(registry, "deepfake_worker_batch_size_sum", device="cpu") == 11  # 8 + 3 real crops
-    with pytest.raises(ValueError, match="compile must be one of"):
-        WorkerConfig(compile="fastest")
+    with pytest.raises(ValueError, match="compile\n.*'default', 'reduce-overhead'"):
+        WorkerSettings(compile="fastest")
 
 
 async def test_a_stop_scores_only_what_the_device_can_finish_in_the_drain_time(tmp_path):
