@@ -1,25 +1,40 @@
 """The HTTP server: health, readiness, Prometheus metrics, the running config, stream CRUD, and WHIP (one
-aiohttp app)."""
+aiohttp app). The app is given what it may use (`ApiContext`), never the whole daemon: streams change only
+through its `StreamControl`."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
-import time
-from pathlib import Path
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import console, pages, report
-from .alerts.store import summary
+from .alerts.store import AlertStore, summary
 from .auth import Auth
-from .config import masked
-from .errors import ConfigError, MonitorError
+from .config import MonitorConfig, masked
+from .control import StreamControl
+from .errors import ConfigError, MonitorError, StreamExists
+from .health import Health
 from .redact import redact
-from .redis import OUTAGES, describe_error
-from .sources.base import is_local, local_path
-from .supervisor import API, StreamExists
+
+
+@dataclass
+class ApiContext:
+    """What the HTTP app may use (Frigate's `create_fastapi_app(...)` takes its parts the same way)."""
+
+    config: Callable[[], MonitorConfig]  # the running config: a reload replaces it
+    health: Health
+    registry: object  # the Prometheus registry /metrics serves
+    streams: StreamControl
+    store: AlertStore
+    whip: object  # the WHIP endpoint: adds its own routes
+    stopping: asyncio.Event
+    cluster_view: Callable[[], Awaitable[dict]] | None = None  # /cluster in cluster mode
 
 
 async def serve(app: web.Application, host: str, port: int, ssl_context=None,
@@ -58,11 +73,11 @@ def transport_middleware(trusted_proxies):
     return transport
 
 
-def build_plain_app(daemon) -> web.Application:
+def build_plain_app(ctx: ApiContext) -> web.Application:
     """The plain-HTTP loopback listener (`[http] plain_metrics`): health, readiness and metrics, nothing that
     needs a token."""
     app = web.Application()
-    handlers = health_handlers(daemon)
+    handlers = health_handlers(ctx)
     for path, handler in handlers.items():
         app.router.add_get(path, handler)
 
@@ -74,19 +89,19 @@ def build_plain_app(daemon) -> web.Application:
     return app
 
 
-def health_handlers(daemon) -> dict:
+def health_handlers(ctx: ApiContext) -> dict:
     async def healthz(request):
-        healthy, reason = daemon.health.healthy()
+        healthy, reason = ctx.health.healthy()
         return web.json_response({"status": "alive" if healthy else "unhealthy", "reason": reason},
                                  status=200 if healthy else 503)
 
     async def readyz(request):
-        ready = daemon.health.ready
-        return web.json_response({"ready": ready, "checks": daemon.health.checks,
-                                  "listeners": daemon.health.listeners}, status=200 if ready else 503)
+        ready = ctx.health.ready
+        return web.json_response({"ready": ready, "checks": ctx.health.checks,
+                                  "listeners": ctx.health.listeners}, status=200 if ready else 503)
 
     async def metrics(request):
-        return web.Response(body=generate_latest(daemon.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return web.Response(body=generate_latest(ctx.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     return {"/healthz": healthz, "/readyz": readyz, "/metrics": metrics}
 
@@ -95,22 +110,22 @@ def error(status: int, message: str) -> web.Response:
     return web.json_response({"error": redact(message)}, status=status)
 
 
-def build_app(daemon) -> web.Application:
+def build_app(ctx: ApiContext) -> web.Application:
     """Everything on the main listener: health, metrics, the API, alerts and their evidence, the pages, WHIP."""
     app = web.Application(client_max_size=256 * 1024,
-                          middlewares=[transport_middleware(lambda: daemon.config.http.trusted_proxies)])
-    auth = Auth(lambda: daemon.config.http.token)
+                          middlewares=[transport_middleware(lambda: ctx.config().http.trusted_proxies)])
+    auth = Auth(lambda: ctx.config().http.token)
     guarded = auth.guarded
+    streams = ctx.streams
 
     async def running_config(request):
-        return web.json_response({"config": masked(daemon.config),
-                                  "restart_needed": daemon.health.pending_restart})
+        return web.json_response({"config": masked(ctx.config()), "restart_needed": ctx.health.pending_restart})
 
     async def list_streams(request):
-        return web.json_response({"streams": daemon.supervisor.statuses()})
+        return web.json_response({"streams": streams.statuses()})
 
     async def get_stream(request):
-        status = daemon.supervisor.status(request.match_info["id"])
+        status = streams.status(request.match_info["id"])
         return web.json_response(status) if status else error(404, f"no stream {request.match_info['id']!r}")
 
     async def add_stream(request):
@@ -119,63 +134,36 @@ def build_app(daemon) -> web.Application:
         except json.JSONDecodeError:
             return error(400, "body must be a JSON object: {\"id\": ..., \"url\": ...}")
         try:
-            stream = daemon.validate_stream(body)
+            answer, _ = await streams.add(body)
         except ConfigError as e:
             return error(400, str(e))
-        if (daemon.cluster is None and stream.id not in daemon.supervisor.handles and is_local(stream.url)
-                and not Path(local_path(stream.url)).is_file()):
-            # This daemon would play it: a path it cannot open is the request's fault. (In cluster mode the
-            # file is on whichever daemon claims the stream.)
-            return error(400, f"url: {local_path(stream.url)}: no such file on this host")
-        if daemon.cluster is not None:  # the registry is the fleet's list: some daemon will claim it
-            try:
-                added = await daemon.cluster.registry.add(body)
-            except MonitorError as e:
-                return error(503, str(e))
-            if not added:
-                return error(409, f"stream {stream.id!r} already exists in the registry")
-            return web.json_response({"id": stream.id, "registry": True}, status=201)
-        try:
-            await daemon.supervisor.add(stream, API)
-        except StreamExists:
-            return error(409, f"stream {stream.id!r} already exists")
-        except ConfigError as e:
-            return error(400, str(e))
-        return web.json_response(daemon.supervisor.status(stream.id), status=201)
+        except StreamExists as e:
+            return error(409, str(e))
+        except MonitorError as e:  # the registry is unreachable
+            return error(503, str(e))
+        return web.json_response(answer, status=201)
 
     async def publish_page(request):
         """The built-in WHIP publisher for a `whip` stream (the WHIP token is entered in the page)."""
-        if daemon.supervisor.whip_source(request.match_info["id"]) is None:
+        if not streams.takes_publishers(request.match_info["id"]):
             return error(404, f"no WHIP stream {request.match_info['id']!r}")
         return pages.asset("publish.html")
 
     async def delete_stream(request):
         stream_id = request.match_info["id"]
-        if daemon.cluster is not None:
-            try:
-                removed = await daemon.cluster.registry.remove(stream_id)
-            except MonitorError as e:
-                return error(503, str(e))
-            return web.Response(status=204) if removed else error(404, f"no stream {stream_id!r} in the registry")
-        if not await daemon.supervisor.remove(stream_id):
-            return error(404, f"no stream {stream_id!r}")
-        return web.Response(status=204)
+        try:
+            removed = await streams.remove(stream_id)
+        except MonitorError as e:
+            return error(503, str(e))
+        return web.Response(status=204) if removed else error(404, f"no stream {stream_id!r}")
 
     async def cluster_status(request):
         """The fleet (members, each registry stream's owner) and what this daemon runs under a lease it trusts."""
-        if daemon.cluster is None:
-            return web.json_response({"enabled": False, "instance": daemon.config.instance})
-        from .cluster.status import fleet
+        if ctx.cluster_view is None:
+            return web.json_response({"enabled": False, "instance": ctx.config().instance})
+        return web.json_response(await ctx.cluster_view())
 
-        try:
-            view = await fleet(daemon.cluster.client, daemon.config.redis, daemon.config.cluster.lease_ttl_s)
-        except OUTAGES as e:
-            view = {"error": describe_error(e, daemon.config.redis.url)}
-        return web.json_response({"enabled": True, "instance": daemon.config.instance, "now": time.time(),
-                                  "capacity": daemon.config.cluster.max_streams,
-                                  "held": daemon.cluster.held_status(), **view})
-
-    for path, handler in health_handlers(daemon).items():
+    for path, handler in health_handlers(ctx).items():
         app.router.add_get(path, handler)
     app.router.add_get("/config", guarded(running_config))
     app.router.add_get("/streams", guarded(list_streams))
@@ -184,10 +172,10 @@ def build_app(daemon) -> web.Application:
     app.router.add_delete("/streams/{id}", guarded(delete_stream))
     app.router.add_get("/publish/{id}", publish_page)
     app.router.add_get("/cluster", guarded(cluster_status))
-    add_alert_routes(app, daemon.store, guarded)
-    console.add_routes(app, daemon, auth)
+    add_alert_routes(app, ctx.store, guarded)
+    console.add_routes(app, ctx, auth)
     pages.add_static_routes(app)
-    daemon.whip.add_routes(app)
+    ctx.whip.add_routes(app)
     return app
 
 
@@ -243,4 +231,4 @@ def add_alert_routes(app: web.Application, store, guarded) -> None:
     app.router.add_get("/alerts/{id}/report.html", guarded(report_page))
 
 
-__all__ = ["build_app", "build_plain_app", "serve"]
+__all__ = ["ApiContext", "build_app", "build_plain_app", "serve"]

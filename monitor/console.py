@@ -21,7 +21,9 @@ log = get(__name__)
 STREAMS_EVERY_S, HEARTBEAT_S = 2.0, 15.0
 
 
-def add_routes(app: web.Application, daemon, auth) -> None:
+def add_routes(app: web.Application, ctx, auth) -> None:
+    """`ctx`: the API's context (`monitor.api.ApiContext`)."""
+
     async def console(request):
         if not auth.allows(request):  # the login form, with 401: the console needs the token
             response = pages.asset("login.html")
@@ -47,7 +49,7 @@ def add_routes(app: web.Application, daemon, auth) -> None:
         return response
 
     async def live(request):
-        return await LiveFeed(daemon).serve(request)
+        return await LiveFeed(ctx).serve(request)
 
     app.router.add_get("/", console)
     app.router.add_get("/login", login_page)
@@ -67,18 +69,15 @@ def stream_view(status: dict, thresholds: dict | None = None) -> dict:
 
 
 class LiveFeed:
-    def __init__(self, daemon):
-        self.daemon = daemon
-        self.store = daemon.store
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.store = ctx.store
 
     async def streams(self) -> list[dict]:
         """This daemon's streams, and those other daemons wrote to Redis (a fleet)."""
-        supervisor, instance = self.daemon.supervisor, self.daemon.config.instance
-        views = []
-        for status in supervisor.statuses():
-            plan = supervisor.handles[status["id"]].plan if status["id"] in supervisor.handles else None
-            thresholds = {"suspicious": plan.verdict.suspicious, "manipulated": plan.verdict.manipulated} if plan else None
-            views.append(stream_view({**status, "instance": instance}, thresholds))
+        control, instance = self.ctx.streams, self.ctx.config().instance
+        views = [stream_view({**status, "instance": instance}, control.thresholds(status["id"]))
+                 for status in control.statuses()]
         local = {v["id"] for v in views}
         prefix = f"{self.store.settings.prefix}:stream:"
         try:
@@ -107,9 +106,9 @@ class LiveFeed:
                 alerts, _ = await self.store.recent(limit=40)
             except RedisError:
                 alerts = []
-            await self._send(response, "snapshot", {"instance": self.daemon.config.instance,
+            await self._send(response, "snapshot", {"instance": self.ctx.config().instance,
                                                     "streams": await self.streams(), "alerts": alerts})
-            while not self.daemon.stopping.is_set():
+            while not self.ctx.stopping.is_set():
                 try:
                     if not subscribed:
                         await pubsub.subscribe(self.store.settings.channel())

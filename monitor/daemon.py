@@ -117,7 +117,8 @@ class Daemon:
             log.warning("plain HTTP on a non-loopback address: tokens and faces travel in clear text (http.tls = "
                         "\"off\")", host=http.host)
         try:
-            self.http_runner, self.http_port = await serve(build_app(self), http.host, http.port, access_log=None,
+            self.http_runner, self.http_port = await serve(build_app(self.api_context()), http.host, http.port,
+                                                           access_log=None,
                                                            ssl_context=context)
         except OSError as e:
             raise ConfigError(f"http.port: cannot listen on {http.host}:{http.port}: {e.strerror or e}") from None
@@ -132,13 +133,33 @@ class Daemon:
         if http.plain_metrics:
             host, _, port = http.plain_metrics.rpartition(":")
             try:
-                self.plain_runner, plain_port = await serve(build_plain_app(self), host.strip("[]"), int(port),
+                self.plain_runner, plain_port = await serve(build_plain_app(self.api_context()), host.strip("[]"),
+                                                            int(port),
                                                             access_log=None)
             except OSError as e:
                 raise ConfigError(f"http.plain_metrics: cannot listen on {http.plain_metrics}: "
                                   f"{e.strerror or e}") from None
             self.health.listeners.append({"url": f"http://{host}:{plain_port}", "serves": "healthz, readyz, metrics",
                                           "tls": False})
+
+    def api_context(self):
+        """What the HTTP app may use. In cluster mode streams change through the fleet's registry."""
+        from .api import ApiContext
+        from .control import ClusterStreams, LocalStreams
+
+        if self.config.cluster.enabled:
+            streams = ClusterStreams(self.supervisor, self.validate_stream,
+                                     lambda: self.cluster.registry if self.cluster is not None else None)
+        else:
+            streams = LocalStreams(self.supervisor, self.validate_stream)
+        return ApiContext(config=lambda: self.config, health=self.health, registry=self.registry, streams=streams,
+                          store=self.store, whip=self.whip, stopping=self.stopping,
+                          cluster_view=self._cluster_view if self.config.cluster.enabled else None)
+
+    async def _cluster_view(self) -> dict:
+        from .cluster.status import cluster_view
+
+        return await cluster_view(self.cluster, self.config)
 
     def handle_signals(self) -> None:
         """SIGTERM/SIGINT stop (also during start: the stop follows once started), SIGHUP reloads."""

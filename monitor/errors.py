@@ -36,6 +36,12 @@ class Unavailable(MonitorError):
     exit_code = EXIT_UNAVAILABLE
 
 
+class StreamExists(MonitorError):
+    """A stream with that id is already running (or, in cluster mode, in the registry)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
 class RuntimeFailure(MonitorError):
     """The daemon cannot go on (a supervised task failed for good)."""
 

@@ -78,7 +78,7 @@ class StreamPipeline:
     def verdict(self) -> str:
         return most_severe([t.judge.verdict for t in self.tracks.values()])
 
-    def update(self, window: WindowPolicy, policy: VerdictPolicy, update_interval_s: float) -> None:
+    def reconfigure(self, window: WindowPolicy, policy: VerdictPolicy, update_interval_s: float) -> None:
         """New thresholds and windows (a reload): they apply to the next evaluation of every track, open
         alerts stay open, and the events carry the new values."""
         self.window, self.policy, self.update_interval_s = window, policy, update_interval_s
@@ -86,6 +86,11 @@ class StreamPipeline:
             track.judge.reconfigure(window, policy, update_interval_s)
             if track.shadow is not None:
                 track.shadow.reconfigure(window, policy, update_interval_s)
+
+    def reconfigure_outputs(self, evidence: EvidenceSettings, record: bool, drift: DriftTracker | None) -> None:
+        """What the pipeline writes besides alerts (a reload): evidence for the tracks that start from now on, score
+        records, the drift watch."""
+        self.evidence, self.record, self.drift = evidence, record, drift
 
     async def update_faces(self, settings: FaceSettings, quality: QualitySettings) -> None:
         """New face or quality settings (a reload): a new cropper on the stream's own thread, keeping the tracker

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .config import MonitorConfig, StreamConfig
 from .contracts import SessionEnded
-from .errors import ConfigError
+from .errors import ConfigError, StreamExists
 from .faces.pipeline import FaceCropper
 from .logs import get
 from .pipeline import StreamPipeline
@@ -33,10 +33,6 @@ from .tasks import Backoff, background
 log = get(__name__)
 
 FILE, API = "file", "api"  # where a stream's definition came from
-
-
-class StreamExists(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -136,7 +132,7 @@ class StreamSupervisor:
     async def add(self, stream: StreamConfig, origin: str = API) -> None:
         async with self._lock:
             if stream.id in self.handles:
-                raise StreamExists(stream.id)
+                raise StreamExists(f"stream {stream.id!r} already exists")
             await self._add(StreamPlan.of(stream, self.config), origin)
 
     async def change(self, stream: StreamConfig) -> str:
@@ -161,7 +157,6 @@ class StreamSupervisor:
             self.config = config
             outcome = {}
             for handle in list(self.handles.values()):
-                handle.pipeline.evidence = config.evidence  # for the tracks that start from now on
                 result = await self._change(handle, StreamPlan.of(handle.plan.config, config))
                 if faces_changed:
                     await handle.pipeline.update_faces(config.faces, config.quality)
@@ -185,9 +180,9 @@ class StreamSupervisor:
         handle.plan = plan
         result = "unchanged"
         if (plan.window, plan.verdict) != (old.window, old.verdict) or self._interval_changed(handle):
-            handle.pipeline.update(plan.window, plan.verdict, self.config.alerts.update_interval_s)
+            handle.pipeline.reconfigure(plan.window, plan.verdict, self.config.alerts.update_interval_s)
             result = "updated"
-        if self._update_watches(handle, plan):
+        if self._update_outputs(handle, plan):
             result = "updated" if result == "unchanged" else result
         if plan.sampling != old.sampling:
             if handle.source.update_sampling(plan.sampling):  # in place: a publisher's session is kept
@@ -197,24 +192,23 @@ class StreamSupervisor:
                 result = "restarted_reader"
         return result
 
-    def _update_watches(self, handle: StreamHandle, plan: StreamPlan) -> bool:
-        """[record] and [drift] after a reload; the drift watch keeps the hours it counted."""
-        pipeline, changed = handle.pipeline, False
+    def _update_outputs(self, handle: StreamHandle, plan: StreamPlan) -> bool:
+        """[evidence], [record] and [drift] after a reload; the drift watch keeps the hours it counted. True when
+        recording or the drift watch changed."""
+        pipeline = handle.pipeline
         record = self.config.record.enabled and plan.config.record
-        if record != pipeline.record:
-            pipeline.record, changed = record, True
-        old = pipeline.drift
-        baseline = self._drift_baseline(plan)
-        if old is None and baseline is None:
-            return changed
-        if old is not None and (old.baseline, old.settings) == (baseline, self.config.drift):
-            return changed
-        pipeline.drift = None
-        if baseline is not None:
-            pipeline.drift = DriftTracker(plan.config.id, baseline, self.config.drift, self.config.instance)
-            if old is not None:
-                pipeline.drift.load(old.hours)
-        return True
+        drift, baseline = pipeline.drift, self._drift_baseline(plan)
+        drift_changed = not (drift is None and baseline is None) and not (
+            drift is not None and (drift.baseline, drift.settings) == (baseline, self.config.drift))
+        if drift_changed:
+            drift = None
+            if baseline is not None:
+                drift = DriftTracker(plan.config.id, baseline, self.config.drift, self.config.instance)
+                if pipeline.drift is not None:
+                    drift.load(pipeline.drift.hours)
+        changed = record != pipeline.record or drift_changed
+        pipeline.reconfigure_outputs(self.config.evidence, record, drift)
+        return changed
 
     def _drift_baseline(self, plan: StreamPlan) -> float | None:
         settings = self.config.drift

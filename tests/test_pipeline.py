@@ -57,7 +57,7 @@ async def test_faces_open_an_alert_and_new_thresholds_close_it_without_a_restart
         statistic = track.judge.statistic
         # The operator calibrated: the new bar is well above what this face scores.
         stricter = config.verdict.model_copy(update={"suspicious": 0.97, "manipulated": 0.98, "hysteresis": 0.02})
-        pipeline.update(config.window, stricter, config.alerts.update_interval_s)
+        pipeline.reconfigure(config.window, stricter, config.alerts.update_interval_s)
         assert pipeline.tracks[opened["track_id"]] is track  # the track and its open alert carry on
         assert await wait_for(lambda: any(e["type"] == "closed" for e in events(client)), 10)
     finally:

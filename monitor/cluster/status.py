@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from ..redis import RedisSettings
+from ..redis import OUTAGES, RedisSettings, describe_error
 from ..redis.leases import parse_value
 
 
@@ -59,3 +59,16 @@ def render(view: dict) -> str:
     lines.append(f"registry version {view['registry_version']}: {len(view['streams'])} stream(s), "
                  f"{sum(1 for s in view['streams'] if s['owner'])} owned")
     return "\n".join(lines)
+
+
+async def cluster_view(coordinator, config) -> dict:
+    """GET /cluster: the fleet (members, each registry stream's owner) and what this daemon holds under a lease it
+    trusts. `coordinator` is None while the cluster starts."""
+    if coordinator is None:
+        return {"enabled": True, "instance": config.instance, "error": "the cluster is still starting"}
+    try:
+        view = await fleet(coordinator.client, config.redis, config.cluster.lease_ttl_s)
+    except OUTAGES as e:
+        view = {"error": describe_error(e, config.redis.url)}
+    return {"enabled": True, "instance": config.instance, "now": time.time(), "capacity": config.cluster.max_streams,
+            "held": coordinator.held_status(), **view}
