@@ -20,11 +20,12 @@ from .base import (
     SourceFailure,
     SourceSettings,
     SourceStats,
+    StreamState,
     classify,
 )
 from .pyav import PyAVSource
 from .registry import check_url, create_source, kind_of
 
 __all__ = ["ENDED", "ERROR", "RECONNECTING", "RUNNING", "STALLED", "STARTING", "STATES", "STOPPED", "WAITING",
-           "Backoff", "Source", "SourceFailure", "SourceSettings", "SourceStats", "classify", "check_url",
+           "Backoff", "Source", "StreamState", "SourceFailure", "SourceSettings", "SourceStats", "classify", "check_url",
            "create_source", "kind_of", "PyAVSource"]

@@ -9,16 +9,46 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator
+from enum import StrEnum
 from typing import Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..contracts import Frame, SessionEnded
+from ..logs import get
 from ..redact import redact
 
-STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = (
-    "starting", "running", "stalled", "reconnecting", "ended", "error", "stopped", "waiting_for_publisher")
-STATES = (STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING)
+log = get(__name__)
+
+
+class StreamState(StrEnum):
+    """A source's state, as `/streams`, the console and the stream-state hash show it (plain strings there)."""
+
+    STARTING = "starting"  # opening, or a publisher negotiating
+    RUNNING = "running"  # frames arrive
+    STALLED = "stalled"  # connected, no data for stall_timeout_s
+    RECONNECTING = "reconnecting"  # lost; trying again after a backoff
+    ENDED = "ended"  # a file's end, or a publisher's session ended
+    ERROR = "error"  # failed: fatal reasons retry only after backoff_fatal_s
+    STOPPED = "stopped"  # removed or the daemon stops: final
+    WAITING = "waiting_for_publisher"  # a pushed stream with no publisher
+
+
+STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = StreamState
+STATES = tuple(StreamState)
+_LIVE = {STARTING, RUNNING, STALLED, RECONNECTING, ERROR, ENDED, STOPPED}
+# Where each state may go. STOPPED is final; only a pushed stream waits for a publisher; a stall is a state of a
+# connected stream, never of one waiting or ended.
+TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
+    STARTING: frozenset(_LIVE | {WAITING}),
+    WAITING: frozenset({STARTING, RUNNING, ENDED, STOPPED}),
+    RUNNING: frozenset(_LIVE | {WAITING}),
+    STALLED: frozenset({RUNNING, RECONNECTING, ERROR, ENDED, STOPPED}),
+    RECONNECTING: frozenset(_LIVE),
+    ERROR: frozenset(_LIVE),
+    ENDED: frozenset({STARTING, RUNNING, ENDED, STOPPED, WAITING}),
+    STOPPED: frozenset({STOPPED}),
+}
 FPS_WINDOW_S = 5.0
 REASONS = ("auth", "not_found", "dns", "not_video", "timeout", "refused", "codec", "protocol", "stall", "closed",
            "media_timeout", "replaced", "stopped", "internal")
@@ -159,8 +189,10 @@ class SourceStats:
 
     # --- written by the reader ---------------------------------------------------------------------------
 
-    def set_state(self, state: str, reason: str | None = None, detail: str = "") -> None:
+    def set_state(self, state: StreamState, reason: str | None = None, detail: str = "") -> None:
         with self._lock:
+            if state not in TRANSITIONS[StreamState(self.state)]:  # a bug: said, never fatal to the stream
+                log.error("impossible stream state change", state=self.state, to=state, reason=reason)
             if state == RUNNING:
                 reason, detail = None, ""
             elif reason is None:

@@ -56,3 +56,21 @@ async def test_status_is_safe_while_the_reader_decodes_at_full_speed(tmp_path, f
     print(f"{calls} status() calls while {decoded} frames were decoded: {len(failures)} failures")
     assert decoded >= 300 and calls >= 10_000
     assert not failures, failures[:3]
+
+
+def test_a_state_change_the_table_does_not_allow_is_logged_and_still_made(caplog):
+    import logging
+
+    from monitor.sources.base import RUNNING, STOPPED, TRANSITIONS, SourceStats, StreamState
+
+    caplog.set_level(logging.INFO)
+    assert TRANSITIONS[STOPPED] == {STOPPED} and set(TRANSITIONS) == set(StreamState)
+    stats = SourceStats()
+    stats.set_state(RUNNING)
+    stats.set_state(STOPPED, "stopped")
+    assert not [r for r in caplog.records if "impossible" in r.getMessage()]
+    stats.set_state(RUNNING)  # a bug would do this: it is said, and the stream is not broken by it
+    said = [r.getMessage() for r in caplog.records if "impossible stream state change" in r.getMessage()]
+    assert len(said) == 1 and "stopped" in said[0] and "running" in said[0]
+    assert stats.state == RUNNING
+    caplog.clear()  # this test's own impossible change is the point, not a failure
