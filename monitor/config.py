@@ -360,3 +360,16 @@ def masked(config: MonitorConfig) -> dict:
         return redact(value) if isinstance(value, str) else value
 
     return mask(config.model_dump(mode="json"))
+
+
+def parse_stream(running: MonitorConfig, data: dict) -> StreamConfig:
+    """One stream definition (from the API or the cluster registry), checked against the running config's defaults
+    and model names. Raises ConfigError with keys relative to the stream (`url: ...`, not `streams.0.url: ...`)."""
+    if not isinstance(data, dict):
+        raise ConfigError("the body must be a JSON object: {\"id\": ..., \"url\": ...}")
+    try:
+        base = running.model_dump(mode="json")
+        base["cluster"]["enabled"] = False  # a cluster's file has no streams; this one is checked on its own
+        return parse({**base, "streams": [data]}).streams[0]
+    except ConfigError as e:
+        raise ConfigError(str(e).replace("streams.0.", "")) from None

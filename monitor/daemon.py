@@ -240,14 +240,7 @@ class Daemon:
 
     def validate_stream(self, data: dict) -> StreamConfig:
         """A stream definition, checked against the running config's defaults (raises ConfigError)."""
-        if not isinstance(data, dict):
-            raise ConfigError("the body must be a JSON object: {\"id\": ..., \"url\": ...}")
-        try:
-            base = self.config.model_dump(mode="json")
-            base["cluster"]["enabled"] = False  # a cluster's file has no streams; this one is checked on its own
-            return config_module.parse({**base, "streams": [data]}).streams[0]
-        except ConfigError as e:  # keys relative to the stream: `url: ...`, not `streams.0.url: ...`
-            raise ConfigError(str(e).replace("streams.0.", "")) from None
+        return config_module.parse_stream(self.config, data)
 
     # --- reload ------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ PRECISIONS = ("fp32", "bf16-autocast", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")  # torch.compile's
 
 _EXPORTS = {
-    "VIT_L14": "architecture", "Architecture": "architecture", "DeepfakeDetector": "architecture",
+    "VIT_L14": "architecture", "Architecture": "architecture", "DeepfakeDetector": "backbones.clip",
     "Checkpoint": "checkpoint", "CheckpointError": "errors", "read_checkpoint": "checkpoint",
     "write_native": "checkpoint", "Detector": "detector", "ModelInfo": "detector",
     "resolve_device": "detector", "resolve_precision": "detector",

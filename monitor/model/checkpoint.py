@@ -25,9 +25,10 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from .architecture import Architecture
-from .backbones import DINOV3_NAME, PE_NAME, canonical_dinov3_name
+from .backbones import infer_architecture
+from .backbones.dinov3 import DINOV3_NAME, canonical_dinov3_name
+from .backbones.pe import PE_NAME
 from .errors import CheckpointError
-from .networks import infer_architecture
 
 NATIVE_FORMAT = "deepfake-monitor/detector/v1"
 CLIP_NAME = "openai/clip-vit-large-patch14"

@@ -15,9 +15,9 @@ from torch import nn
 
 from . import PRECISIONS
 from .architecture import VIT_L14, Architecture, LinearNormDetector
+from .backbones import build_network
 from .checkpoint import Checkpoint, CheckpointError, read_checkpoint
 from .graphs import GraphSet
-from .networks import build_network
 from .preprocess import normalise_uint8_batch, pil_batch
 
 
