@@ -11,7 +11,6 @@ import asyncio
 import csv
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from monitor.config import load
 from monitor.model import Detector
 from monitor.scoring.budget import read_recording
 from monitor.scoring.replay import replay_all
+from tests.support.cli import run_monitor
 from tests.support.daemon import DaemonProcess, events, http, ready, value, wait_until
 from tests.support.media import write_mp4
 from tests.support.runtime import tiny_checkpoint
@@ -102,9 +102,9 @@ url = "rtsp://127.0.0.1:{rtsp_port}/file"
 """
 
 
-def export(redis_url: str, out: Path, *args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "record", "export", "--redis", redis_url,
-                           "--out", str(out), *args], capture_output=True, text=True, timeout=120)
+async def export(redis_url: str, out: Path, *args) -> subprocess.CompletedProcess:
+    # In a thread: the command runs its own event loop.
+    return await asyncio.to_thread(run_monitor, "record", "export", "--redis", redis_url, "--out", out, *args)
 
 
 async def test_recorded_run_replays_to_the_same_alerts_and_drift_is_raised_once(scene, tmp_path):
@@ -140,7 +140,7 @@ async def test_recorded_run_replays_to_the_same_alerts_and_drift_is_raised_once(
 
         # Export: only the stream that opted in was recorded; the rows carry quality features.
         out = tmp_path / "scores.csv"
-        result = export(redis_server.url, out, "--label", "real")
+        result = await export(redis_server.url, out, "--label", "real")
         assert result.returncode == 0, result.stderr
         rows = list(csv.DictReader(out.open()))
         assert rows and {r["stream_id"] for r in rows} == {"cam"} and {r["label"] for r in rows} == {"real"}
@@ -171,20 +171,19 @@ async def test_recorded_run_replays_to_the_same_alerts_and_drift_is_raised_once(
 
         # A time range and a label select what is written; --append adds a labelled period to the same file.
         middle = float(rows[len(rows) // 2]["frame_time"])
-        assert export(redis_server.url, out, "--label", "real", "--until", str(middle)).returncode == 0
+        assert (await export(redis_server.url, out, "--label", "real", "--until", str(middle))).returncode == 0
         first = list(csv.DictReader(out.open()))
         assert first and all(float(r["frame_time"]) < middle for r in first)
-        assert export(redis_server.url, out, "--label", "fake", "--since", str(middle), "--append").returncode == 0
+        assert (await export(redis_server.url, out, "--label", "fake", "--since", str(middle), "--append")).returncode == 0
         both = list(csv.DictReader(out.open()))
         assert len(both) == len(rows) and {r["label"] for r in both[len(first):]} == {"fake"}
-        calibrated = subprocess.run([sys.executable, "-m", "monitor.cli", "calibrate", str(out),
-                                     "--false-alerts-per-hour", "1000", "--json"], capture_output=True, text=True)
+        calibrated = await asyncio.to_thread(run_monitor, "calibrate", out, "--false-alerts-per-hour", "1000", "--json")
         assert calibrated.returncode == 0, calibrated.stderr
         assert json.loads(calibrated.stdout)["fake_tracks"] >= 1
 
         # Bad input: a Redis that is not there (exit 3, no secret), a bad time (exit 2).
-        gone = export(f"redis://:S3cretPass@127.0.0.1:{free_port()}/0", tmp_path / "x.csv", "--label", "real")
+        gone = await export(f"redis://:S3cretPass@127.0.0.1:{free_port()}/0", tmp_path / "x.csv", "--label", "real")
         assert gone.returncode == 3 and "S3cretPass" not in gone.stderr and "unreachable" in gone.stderr
-        bad = export(redis_server.url, tmp_path / "x.csv", "--label", "real", "--since", "yesterday")
+        bad = await export(redis_server.url, tmp_path / "x.csv", "--label", "real", "--since", "yesterday")
         assert bad.returncode == 2 and "ISO 8601" in bad.stderr
     await asyncio.sleep(0)

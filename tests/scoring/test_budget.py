@@ -8,7 +8,6 @@ alert opens when the window mean reaches the threshold and closes when it falls 
 import json
 import math
 import subprocess
-import sys
 import tomllib
 
 import numpy as np
@@ -17,6 +16,7 @@ import pytest
 from monitor.config import parse
 from monitor.scoring import VerdictPolicy, WindowPolicy
 from monitor.scoring.budget import calibrate_budget, measure, read_recording
+from tests.support.cli import run_monitor
 from tests.support.traces import TraceSpec, write
 
 WINDOW = WindowPolicy(seconds=10, max_crops=8, statistic="mean", min_crops=4)
@@ -101,9 +101,8 @@ def test_upper_bound_covers_the_rate_and_shrinks_with_hours(tmp_path):
     assert zero_bounds[0] > zero_bounds[1] > zero_bounds[2]
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "monitor.cli", "calibrate", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+def run_cli(*args) -> subprocess.CompletedProcess:
+    return run_monitor("calibrate", *args)
 
 
 def test_cli_says_when_the_hours_are_too_few(tmp_path):
