@@ -35,8 +35,9 @@ import numpy as np
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from monitor.alerts import AlertPublisher, PublisherMetrics, Spool
 from monitor.alerts.sinks import WebhookSettings, WebhookSink
+from monitor.redis import RedisSettings
 from tests.support.webhook_receiver import WebhookReceiver
 
 

@@ -134,7 +134,7 @@ def build_app(ctx: ApiContext) -> web.Application:
         except json.JSONDecodeError:
             return error(400, "body must be a JSON object: {\"id\": ..., \"url\": ...}")
         try:
-            answer, _ = await streams.add(body)
+            answer = await streams.add(body)
         except ConfigError as e:
             return error(400, str(e))
         except StreamExists as e:

@@ -40,9 +40,9 @@ class StreamControl:
         """A running stream that publishers push to (WHIP)."""
         return self.supervisor.whip_source(stream_id) is not None
 
-    async def add(self, data: dict) -> tuple[dict, bool]:
-        """Add the stream `data` defines; returns what to answer and whether it runs here. Raises ConfigError
-        (a bad definition), StreamExists, Unavailable."""
+    async def add(self, data: dict) -> dict:
+        """Add the stream `data` defines; returns what to answer. Raises ConfigError (a bad definition),
+        StreamExists, Unavailable."""
         raise NotImplementedError
 
     async def remove(self, stream_id: str) -> bool:
@@ -51,13 +51,13 @@ class StreamControl:
 
 
 class LocalStreams(StreamControl):
-    async def add(self, data: dict) -> tuple[dict, bool]:
+    async def add(self, data: dict) -> dict:
         stream = self.validate(data)
         if stream.id not in self.supervisor.handles and is_local(stream.url) and not Path(local_path(stream.url)).is_file():
             # This daemon would play it: a path it cannot open is the request's fault.
             raise ConfigError(f"url: {local_path(stream.url)}: no such file on this host")
         await self.supervisor.add(stream, API)
-        return self.supervisor.status(stream.id), True
+        return self.supervisor.status(stream.id)
 
     async def remove(self, stream_id: str) -> bool:
         return await self.supervisor.remove(stream_id)
@@ -76,11 +76,11 @@ class ClusterStreams(StreamControl):
             raise Unavailable("the cluster is still starting: try again in a moment")
         return registry
 
-    async def add(self, data: dict) -> tuple[dict, bool]:
+    async def add(self, data: dict) -> dict:
         stream = self.validate(data)
         if not await self.registry().add(data):
             raise StreamExists(f"stream {stream.id!r} already exists in the registry")
-        return {"id": stream.id, "registry": True}, False
+        return {"id": stream.id, "registry": True}
 
     async def remove(self, stream_id: str) -> bool:
         return await self.registry().remove(stream_id)

@@ -111,13 +111,14 @@ class Daemon:
         from .api import build_app, build_plain_app, serve
 
         http = self.config.http
+        api = self.api_context()
         certificate = tls_certificate(http)
         context = tls.server_context(certificate) if certificate is not None else None
         if certificate is None and not tls.is_loopback(http.host):
             log.warning("plain HTTP on a non-loopback address: tokens and faces travel in clear text (http.tls = "
                         "\"off\")", host=http.host)
         try:
-            self.http_runner, self.http_port = await serve(build_app(self.api_context()), http.host, http.port,
+            self.http_runner, self.http_port = await serve(build_app(api), http.host, http.port,
                                                            access_log=None,
                                                            ssl_context=context)
         except OSError as e:
@@ -133,7 +134,7 @@ class Daemon:
         if http.plain_metrics:
             host, _, port = http.plain_metrics.rpartition(":")
             try:
-                self.plain_runner, plain_port = await serve(build_plain_app(self.api_context()), host.strip("[]"),
+                self.plain_runner, plain_port = await serve(build_plain_app(api), host.strip("[]"),
                                                             int(port),
                                                             access_log=None)
             except OSError as e:

@@ -197,16 +197,15 @@ class StreamSupervisor:
         recording or the drift watch changed."""
         pipeline = handle.pipeline
         record = self.config.record.enabled and plan.config.record
-        drift, baseline = pipeline.drift, self._drift_baseline(plan)
-        drift_changed = not (drift is None and baseline is None) and not (
-            drift is not None and (drift.baseline, drift.settings) == (baseline, self.config.drift))
-        if drift_changed:
-            drift = None
-            if baseline is not None:
-                drift = DriftTracker(plan.config.id, baseline, self.config.drift, self.config.instance)
-                if pipeline.drift is not None:
-                    drift.load(pipeline.drift.hours)
-        changed = record != pipeline.record or drift_changed
+        old, baseline = pipeline.drift, self._drift_baseline(plan)
+        same = baseline is None if old is None else (old.baseline, old.settings) == (baseline, self.config.drift)
+        drift = old
+        if not same:
+            drift = None if baseline is None else DriftTracker(plan.config.id, baseline, self.config.drift,
+                                                               self.config.instance)
+            if drift is not None and old is not None:
+                drift.load(old.hours)
+        changed = record != pipeline.record or not same
         pipeline.reconfigure_outputs(self.config.evidence, record, drift)
         return changed
 

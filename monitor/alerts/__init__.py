@@ -3,8 +3,7 @@
 from ..contracts import ModelTag
 from ..scoring.lifecycle import SCHEMA, AlertEvent, AlertLifecycle
 from .publisher import AlertPublisher, PublisherMetrics
-from .sinks import RedisAuthError, RedisSettings, connect, describe_error
 from .spool import Spool
 
 __all__ = ["SCHEMA", "AlertEvent", "AlertLifecycle", "ModelTag", "AlertPublisher", "PublisherMetrics",
-           "RedisAuthError", "RedisSettings", "Spool", "connect", "describe_error"]
+           "Spool"]

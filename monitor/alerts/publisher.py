@@ -14,10 +14,11 @@ from prometheus_client import REGISTRY, CollectorRegistry, Gauge
 
 from ..evidence import is_evidence
 from ..logs import get
+from ..redis import RedisAuthError, RedisSettings, connect, describe_error
 from ..scoring.lifecycle import restart_close
 from .dispatcher import SinkDispatcher, SinkMetrics
 from .open_alerts import OpenAlerts
-from .sinks import AlertSink, RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error
+from .sinks import AlertSink, RedisMetrics, RedisSink
 from .spool import Spool
 
 log = get(__name__)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 
-from .sinks.redis import RedisSettings, connect
+from ..redis import RedisSettings, connect
 
 ALERT_ID = re.compile(r"^[0-9a-f]{32}$")
 FILE = re.compile(r"^(crop-[0-9]{1,2}|frame)\.jpg$")

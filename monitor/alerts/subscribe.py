@@ -14,7 +14,7 @@ import time
 
 from redis.exceptions import RedisError
 
-from .sinks.redis import RedisAuthError, RedisSettings, connect, describe_error, is_auth_error
+from ..redis import RedisAuthError, RedisSettings, connect, describe_error, is_auth_error
 
 PAGE = 500
 BLOCK_MS = 1000

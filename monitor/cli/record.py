@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import EXIT_OK, InputError
-from .base import redis_default, redis_settings
+from .base import redis_options, redis_settings
 
 
 def add_parser(commands) -> None:
@@ -20,9 +20,7 @@ def add_parser(commands) -> None:
                     "session (to measure detection). --append adds to an earlier export, so one CSV can hold "
                     "several labelled periods. Times: seconds since the epoch or ISO 8601 (no zone: local time).",
         epilog="Exit codes: 0 written, 2 bad arguments, 3 Redis unreachable.")
-    export.add_argument("--redis", default=redis_default(),
-                        metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
-    export.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    redis_options(export)
     export.add_argument("--stream", action="append", default=None, metavar="ID",
                         help="only this stream (repeat for several; default all)")
     export.add_argument("--since", default=None, metavar="TIME", help="frames at or after this time")

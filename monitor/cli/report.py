@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..errors import EXIT_OK, InputError, RuntimeFailure
 from ..redact import redact
-from .base import redis_default
+from .base import redis_options, redis_settings
 
 
 def add_parser(commands) -> None:
@@ -17,9 +17,7 @@ def add_parser(commands) -> None:
                     "everything inline (no external requests). --save-crops also writes the crops as stored, "
                     "for `monitor score-images`.")
     report.add_argument("alert_id", metavar="ALERT_ID")
-    report.add_argument("--redis", default=redis_default(),
-                        metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
-    report.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    redis_options(report)
     report.add_argument("--out", default=None, metavar="FILE.html", help="default alert-<ALERT_ID>.html")
     report.add_argument("--save-crops", default=None, metavar="DIR", help="also write crop-<n>.jpg and frame.jpg here")
     report.set_defaults(handler=run)
@@ -29,11 +27,12 @@ def run(args) -> int:
     import asyncio
 
     from ..alerts.store import AlertStore
-    from ..redis import RedisSettings
     from ..report import render
 
+    settings = redis_settings(args)
+
     async def fetch():
-        store = AlertStore(RedisSettings(url=args.redis, prefix=args.prefix))
+        store = AlertStore(settings)
         try:
             return (await store.events(args.alert_id), await store.evidence(args.alert_id),
                     await store.files(args.alert_id))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..errors import EXIT_OK, InputError
-from .base import redis_default, redis_settings
+from .base import redis_options, redis_settings
 
 
 def add_parser(commands) -> None:
@@ -12,9 +12,7 @@ def add_parser(commands) -> None:
         description="Print alert events from Redis as JSON lines: first those in the durable log after --since "
                     "(or all with --from-start), then new ones as they arrive. Each line carries `log_id`, the "
                     "entry id to pass to --since to resume without gaps. Rides out Redis outages.")
-    subscribe.add_argument("--redis", default=redis_default(),
-                           metavar="URL", help="default $MONITOR_REDIS_URL or redis://127.0.0.1:6379/0")
-    subscribe.add_argument("--prefix", default="deepfake", help="key prefix (default deepfake)")
+    redis_options(subscribe)
     subscribe.add_argument("--stream", default=None, metavar="ID", help="only this stream's events")
     start = subscribe.add_mutually_exclusive_group()
     start.add_argument("--since", default=None, metavar="LOG_ID", help="events after this log id")

@@ -32,8 +32,8 @@ class TrackJudge:
 
     def __init__(self, stream_id: str, track_id: int, window: WindowPolicy, policy: VerdictPolicy, model: ModelTag,
                  instance: str, update_interval_s: float = 5.0, alerts: bool = True):
-        self.window_policy, self.policy = window, policy
-        self.window = TrackWindow(window)
+        self.policy = policy
+        self.window = TrackWindow(window)  # holds the window policy
         self.state = VerdictState()
         self.statistic: float | None = None
         self.abstain_reason: str | None = None  # why the monitor cannot judge this face (insufficient_evidence)
@@ -71,7 +71,7 @@ class TrackJudge:
     def evaluate(self, now: float) -> Judgement:
         stats = self.window.stats(now)
         self.statistic = stats.value
-        self.state = step(self.state, stats.value, stats.crops >= self.window_policy.min_crops, now, self.policy,
+        self.state = step(self.state, stats.value, stats.crops >= self.window.policy.min_crops, now, self.policy,
                           faces_seen=bool(stats.skipped))
         self.abstain_reason = stats.abstain_reason if self.state.verdict == INSUFFICIENT else None
         event = self.lifecycle.observe(self.state.verdict, stats, now) if self.lifecycle is not None else None
@@ -86,7 +86,7 @@ class TrackJudge:
     def reconfigure(self, window: WindowPolicy, policy: VerdictPolicy, update_interval_s: float) -> None:
         """New thresholds and windows (a reload): they apply from the next evaluation; an open alert stays open and
         its next events carry the new values."""
-        self.window_policy, self.policy = window, policy
+        self.policy = policy
         self.window.policy = window
         if self.lifecycle is not None:
             self.lifecycle.window, self.lifecycle.policy = window, policy

@@ -36,16 +36,16 @@ class StreamState(StrEnum):
 
 STARTING, RUNNING, STALLED, RECONNECTING, ENDED, ERROR, STOPPED, WAITING = StreamState
 STATES = tuple(StreamState)
-_LIVE = {STARTING, RUNNING, STALLED, RECONNECTING, ERROR, ENDED, STOPPED}
+_NOT_WAITING = {STARTING, RUNNING, STALLED, RECONNECTING, ERROR, ENDED, STOPPED}
 # Where each state may go. STOPPED is final; only a pushed stream waits for a publisher; a stall is a state of a
 # connected stream, never of one waiting or ended.
 TRANSITIONS: dict[StreamState, frozenset[StreamState]] = {
-    STARTING: frozenset(_LIVE | {WAITING}),
+    STARTING: frozenset(_NOT_WAITING | {WAITING}),
     WAITING: frozenset({STARTING, RUNNING, ENDED, STOPPED}),
-    RUNNING: frozenset(_LIVE | {WAITING}),
+    RUNNING: frozenset(_NOT_WAITING | {WAITING}),
     STALLED: frozenset({RUNNING, RECONNECTING, ERROR, ENDED, STOPPED}),
-    RECONNECTING: frozenset(_LIVE),
-    ERROR: frozenset(_LIVE),
+    RECONNECTING: frozenset(_NOT_WAITING),
+    ERROR: frozenset(_NOT_WAITING),
     ENDED: frozenset({STARTING, RUNNING, ENDED, STOPPED, WAITING}),
     STOPPED: frozenset({STOPPED}),
 }

@@ -10,7 +10,8 @@ import sys
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from monitor.alerts import AlertPublisher, PublisherMetrics, Spool
+from monitor.redis import RedisSettings
 from tests.support.servers import RedisServer
 
 MONITOR = [sys.executable, "-m", "monitor.cli"]

@@ -15,10 +15,9 @@ from monitor.alerts import (
     AlertPublisher,
     ModelTag,
     PublisherMetrics,
-    RedisAuthError,
-    RedisSettings,
     Spool,
 )
+from monitor.redis import RedisAuthError, RedisSettings
 from monitor.scoring import AUTHENTIC, MANIPULATED, SUSPICIOUS, VerdictPolicy, WindowPolicy, WindowStats
 from tests.support.servers import RedisServer
 
@@ -102,7 +101,8 @@ async def test_spooled_events_are_delivered_after_a_process_restart(tmp_path):
     spool_dir = tmp_path / "spool"
     script = f"""
 import asyncio
-from monitor.alerts import AlertPublisher, RedisSettings, Spool, PublisherMetrics
+from monitor.alerts import AlertPublisher, Spool, PublisherMetrics
+from monitor.redis import RedisSettings
 from prometheus_client import CollectorRegistry
 async def main():
     pub = AlertPublisher(RedisSettings(url={server.url!r}, timeout_s=0.3), Spool({str(spool_dir)!r}), "h",
@@ -141,7 +141,8 @@ async def test_alerts_open_when_the_process_was_killed_are_closed_by_the_next_st
     spool_dir = tmp_path / "spool"
     script = f"""
 import asyncio, os
-from monitor.alerts import AlertPublisher, RedisSettings, Spool, PublisherMetrics
+from monitor.alerts import AlertPublisher, Spool, PublisherMetrics
+from monitor.redis import RedisSettings
 from prometheus_client import CollectorRegistry
 async def main():
     pub = AlertPublisher(RedisSettings(url={redis_server.url!r}, timeout_s=0.5), Spool({str(spool_dir)!r}), "h",

@@ -8,8 +8,9 @@ import time
 import redis
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from monitor.alerts import AlertPublisher, PublisherMetrics, Spool
 from monitor.alerts.sinks import WebhookSettings, WebhookSink, sign
+from monitor.redis import RedisSettings
 from tests.support.aio import wait_for
 from tests.support.servers import RedisServer
 from tests.support.webhook_receiver import WebhookReceiver, verify

@@ -2,8 +2,9 @@
 
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts import AlertPublisher, PublisherMetrics, RedisSettings, Spool
+from monitor.alerts import AlertPublisher, PublisherMetrics, Spool
 from monitor.alerts.store import AlertStore
+from monitor.redis import RedisSettings
 
 
 def event(alert: str, kind: str, seq: int, n: int) -> dict:

@@ -9,7 +9,8 @@ import uuid
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.sinks.redis import RedisMetrics, RedisSettings, RedisSink
+from monitor.alerts.sinks.redis import RedisMetrics, RedisSink
+from monitor.redis import RedisSettings
 from monitor.redis.leases import Leases
 
 STREAM = "cam"

@@ -27,7 +27,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 from prometheus_client import CollectorRegistry
 
-from monitor.alerts.sinks.redis import RedisMetrics, RedisSettings, RedisSink
+from monitor.alerts.sinks.redis import RedisMetrics, RedisSink
+from monitor.redis import RedisSettings
 from monitor.redis.leases import Leases, parse_value
 
 STREAM = "cam"

@@ -11,7 +11,7 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from monitor.alerts import AlertPublisher, PublisherMetrics, Spool
-from monitor.alerts.sinks.redis import RedisSettings
+from monitor.redis import RedisSettings
 from tests.support.servers import SentinelSet
 
 

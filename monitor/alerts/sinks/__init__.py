@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 from .base import AlertSink, SinkRejected, SinkRetry
-from .redis import RedisAuthError, RedisMetrics, RedisSettings, RedisSink, connect, describe_error, is_auth_error
+from .redis import RedisMetrics, RedisSink
 from .webhook import WebhookSettings, WebhookSink, sign
 
 KINDS = {"webhook": WebhookSink}  # [[sinks]] type -> implementation
@@ -22,6 +22,6 @@ def build_sinks(configured: list) -> list[AlertSink]:
     return [KINDS[s.type](s, name) for s, name in zip(configured, sink_names(configured))]
 
 
-__all__ = ["AlertSink", "SinkRejected", "SinkRetry", "RedisAuthError", "RedisMetrics", "RedisSettings", "RedisSink",
-           "connect", "describe_error", "is_auth_error", "WebhookSettings", "WebhookSink", "sign", "KINDS",
+__all__ = ["AlertSink", "SinkRejected", "SinkRetry", "RedisMetrics", "RedisSink",
+           "WebhookSettings", "WebhookSink", "sign", "KINDS",
            "SinkSettings", "sink_names", "build_sinks"]

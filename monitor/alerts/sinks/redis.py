@@ -45,9 +45,6 @@ from .base import SinkRetry
 
 log = get(__name__)
 
-__all__ = ["RedisSink", "RedisMetrics", "RedisSettings", "RedisAuthError", "connect", "describe_error", "is_auth_error",
-           "OUTAGES", "public"]
-
 
 def public(event: dict) -> dict:
     """The event as subscribers get it: without the keys only the monitor uses (`_fence`)."""
